@@ -1,0 +1,120 @@
+"""The ``mnistjax`` command: one subcommand per step of the chapter, each a thin layer over the library.
+
+Every subcommand takes the data options, prints a human table or (``--json``) exactly one JSON
+object on stdout, logs and progress on stderr, and on bad input prints one line
+``mnistjax: error: ...`` and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from typing import Callable
+
+from mnistjax import data
+from mnistjax.data.load import DATASETS
+from mnistjax.errors import MnistjaxError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line and exit 2 like any other bad input."""
+
+    def error(self, message: str):
+        raise MnistjaxError(message)
+
+
+def _data_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("data")
+    g.add_argument("--data-dir", metavar="PATH",
+                   help="folder with the four MNIST IDX files (.gz or raw) or train/ + valid/ PNG folders "
+                        "(default: $MNISTJAX_DATA, then the cache, then a download)")
+    g.add_argument("--dataset", choices=DATASETS, default="auto",
+                   help="auto: full MNIST if it can be had, else the embedded sample (with a warning); "
+                        "mnist: full MNIST or an error; tiny: the embedded sample")
+    g.add_argument("--cache-dir", metavar="PATH", help="download cache (default: $MNISTJAX_CACHE or the user cache folder)")
+    g.add_argument("--mirror", action="append", metavar="URL",
+                   help="MNIST mirror to download from, repeatable, tried in order (default: $MNISTJAX_MIRRORS or built-in list)")
+    common.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of a table")
+    return common
+
+
+def load_data(args: argparse.Namespace) -> data.Dataset:
+    return data.load(args.dataset, args.data_dir, args.cache_dir, args.mirror, progress=not args.json)
+
+
+def emit(args: argparse.Namespace, result: dict, human: str) -> None:
+    """The one place a command writes its result to stdout."""
+    print(json.dumps(result) if args.json else human)
+
+
+def _counts_table(info: dict) -> str:
+    lines = [f"dataset: {info['dataset']}  (verified: {info['verified']})", f"source:  {info['source']}",
+             f"{'class':>8} " + " ".join(f"{c:>6}" for c in info["classes"]) + f" {'total':>7}"]
+    for split, s in info["splits"].items():
+        lines.append(f"{split:>8} " + " ".join(f"{n:>6}" for n in s["per_class"].values()) + f" {s['count']:>7}")
+    return "\n".join(lines)
+
+
+def cmd_data_info(args: argparse.Namespace) -> None:
+    info = load_data(args).describe()
+    emit(args, info, _counts_table(info) + "\n" + "\n".join(f"sha256 {n}: {h}" for n, h in info["sha256"].items()))
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> None:
+    folder = data.fetch(args.cache_dir, args.mirror, progress=not args.json)
+    info = data.load_idx_dir(folder, strict=True).describe()
+    emit(args, info, _counts_table(info))
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    """The main job: the chapter end to end (it grows step by step)."""
+    info = load_data(args).describe()
+    emit(args, {"dataset": info["dataset"], "data": info}, _counts_table(info))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _data_options()
+    parser = _Parser(prog="mnistjax", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def add(name: str, func: Callable, help: str, parent=sub) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, parents=[common], help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    add("run", cmd_run, "the chapter end to end: data, then each step with the book's numbers beside ours")
+    data_cmd = sub.add_parser("data", help="download and inspect the data")
+    data_sub = data_cmd.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    add("fetch", cmd_data_fetch, "download MNIST into the cache from the mirrors, verifying SHA-256", data_sub)
+    add("info", cmd_data_info, "where the data comes from, counts per split and class, and whether hashes verified", data_sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        args.func(args)
+        return 0
+    except MnistjaxError as e:
+        print(f"mnistjax: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # stdout closed early (| head): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        print("mnistjax: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug of ours: still one line, the traceback on request
+        if os.environ.get("MNISTJAX_DEBUG"):
+            traceback.print_exc()
+        print(f"mnistjax: internal error: {type(e).__name__}: {' '.join(str(e).split())} "
+              "(set MNISTJAX_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""The in-memory dataset: splits of uint8 images and int32 labels, and the views the chapter needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, NamedTuple
+
+import numpy as np
+
+from mnistjax.errors import MnistjaxError
+
+DIGITS = tuple(str(d) for d in range(10))
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of a dataset, kept as NumPy on the host until a view puts it on the device.
+
+    images: (N, 28, 28) uint8, 0 = background, 255 = ink.
+    labels: (N,) int32 class ids.
+    index:  (N,) int64, each image's position in the file it came from (its MNIST index).
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    index: np.ndarray
+
+    def __post_init__(self):
+        n = len(self.images)
+        if self.images.dtype != np.uint8 or self.images.ndim != 3:
+            raise MnistjaxError(f"images: expected (N, H, W) uint8, got {self.images.shape} {self.images.dtype}")
+        if self.labels.shape != (n,) or self.index.shape != (n,):
+            raise MnistjaxError(
+                f"labels/index: expected shape ({n},) to match {n} images, got {self.labels.shape} / {self.index.shape}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def take(self, rows: np.ndarray) -> "Split":
+        return Split(self.images[rows], self.labels[rows], self.index[rows])
+
+    def counts(self, n_classes: int) -> list[int]:
+        return np.bincount(self.labels, minlength=n_classes).tolist()
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A loaded dataset and where it came from, so every result can name it.
+
+    name:     "mnist" (the verified canonical files), "tiny" (the embedded sample) or "custom".
+    source:   the folder (or cache folder) the files were read from.
+    verified: True when every file matched its published SHA-256.
+    """
+
+    name: str
+    source: str
+    verified: bool
+    train: Split
+    test: Split
+    classes: tuple[str, ...] = DIGITS
+    sha256: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> dict:
+        """A JSON-ready summary: name, source, verification and counts per split and class."""
+        k = len(self.classes)
+        return {
+            "dataset": self.name,
+            "source": self.source,
+            "verified": self.verified,
+            "classes": list(self.classes),
+            "splits": {
+                s: {"count": len(split), "per_class": dict(zip(self.classes, split.counts(k)))}
+                for s, split in (("train", self.train), ("test", self.test))
+            },
+            "sha256": self.sha256,
+        }
+
+
+def parse_classes(spec: str | Iterable, classes: tuple[str, ...] = DIGITS) -> tuple[int, ...]:
+    """Class ids from "3,7", "all" or an iterable of ids; a clear error for anything else."""
+    if isinstance(spec, str):
+        if spec == "all":
+            return tuple(range(len(classes)))
+        parts = [p.strip() for p in spec.split(",") if p.strip()]
+    else:
+        parts = list(spec)
+    ids = []
+    for p in parts:
+        if isinstance(p, str):
+            if p not in classes:
+                raise MnistjaxError(f"classes: {p!r} is not a class; expected 'all' or a comma list of {', '.join(classes)}")
+            p = classes.index(p)
+        if not 0 <= int(p) < len(classes):
+            raise MnistjaxError(f"classes: {p} is out of range 0..{len(classes) - 1}")
+        ids.append(int(p))
+    if len(ids) < 2 or len(set(ids)) != len(ids):
+        raise MnistjaxError(f"classes: expected at least two distinct classes, got {spec!r}")
+    return tuple(ids)
+
+
+def book_order(split: Split) -> Split:
+    """Sort as the book's ``ls().sorted()`` does on ``train/3/10.png``, ``train/3/10000.png``, ...
+
+    That is by class, then by file name as a string, so the book's ``threes[1]`` is our image 1.
+    """
+    keys = np.char.add(split.index.astype(str), ".png")
+    return split.take(np.lexsort((keys, split.labels)))
+
+
+def select(split: Split, classes: Iterable[int]) -> Split:
+    """The images of the given classes, in book order (class, then file name)."""
+    return book_order(split.take(np.flatnonzero(np.isin(split.labels, list(classes)))))
+
+
+class Sample(NamedTuple):
+    """The book's MNIST_SAMPLE shape of data: a train and a valid split of some classes."""
+
+    train: Split
+    valid: Split
+    classes: tuple[int, ...]
+
+
+def mnist_sample(ds: Dataset, classes: Iterable[int] = (3, 7)) -> Sample:
+    """The book's MNIST_SAMPLE: the 3s and 7s of MNIST train (6,131 + 6,265) and test (1,010 + 1,028).
+
+    Any class subset works the same way; the test split serves as the validation set, as in the book.
+    """
+    classes = tuple(classes)
+    return Sample(select(ds.train, classes), select(ds.test, classes), classes)
+
+
+def as_float(images: np.ndarray) -> "jax.Array":
+    """uint8 images (..., 28, 28) → float32 in [0, 1] on the default device, as the book's ``.float()/255``."""
+    import jax.numpy as jnp
+
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        raise MnistjaxError(f"images: expected uint8 pixels 0..255, got {images.dtype}")
+    return jnp.asarray(images, jnp.float32) / 255.0

@@ -1,0 +1,63 @@
+"""Which data to use: ``--data-dir``/``$MNISTJAX_DATA`` → cache → download → (auto only) the embedded sample."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from mnistjax.data import download
+from mnistjax.data.dataset import Dataset
+from mnistjax.data.folders import is_image_folder, load_folders
+from mnistjax.data.idx_dir import find_idx_files, load_idx_dir, parse_sums
+from mnistjax.errors import MnistjaxError
+
+TINY_DIR = Path(__file__).parent / "tiny"
+DATASETS = ("auto", "mnist", "tiny")
+
+
+def load_tiny() -> Dataset:
+    """The embedded sample (made by ``scripts/make_tiny.py``): checked against its own hashes."""
+    known = parse_sums((TINY_DIR / "SHA256SUMS").read_text())
+    return load_idx_dir(TINY_DIR, known, name="tiny", strict=True)
+
+
+def load_dir(folder: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Dataset:
+    """A folder of IDX files (MNIST's names, .gz or raw) or of PNG folders (train/valid or training/testing)."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise MnistjaxError(f"--data-dir {folder}: not a folder; expected the four MNIST IDX files or train/ and valid/ PNG folders")
+    if find_idx_files(folder) is not None:
+        return load_idx_dir(folder)
+    if is_image_folder(folder):
+        return load_folders(folder, download.cache_dir(cache_dir))
+    raise MnistjaxError(f"--data-dir {folder}: holds neither MNIST IDX files nor train/ and valid/ (or training/ and testing/) PNG folders")
+
+
+def load(dataset: str = "auto", data_dir: str | os.PathLike | None = None,
+         cache_dir: str | os.PathLike | None = None, mirrors: list[str] | None = None,
+         progress: bool = True) -> Dataset:
+    """Load the data a command asked for; the result's ``name`` says which it got.
+
+    dataset="tiny":  the embedded sample. "mnist": full MNIST or a clear error saying how to get it.
+    "auto": full MNIST when it can be had, else the embedded sample with a one-line warning.
+    A ``data_dir`` (or ``$MNISTJAX_DATA``) is used as given, whatever ``dataset`` says, except "tiny".
+    """
+    if dataset not in DATASETS:
+        raise MnistjaxError(f"--dataset {dataset!r}: expected one of {', '.join(DATASETS)}")
+    if dataset == "tiny":
+        return load_tiny()
+    data_dir = data_dir or os.environ.get("MNISTJAX_DATA")
+    if data_dir:
+        return load_dir(data_dir, cache_dir)
+    cached = download.mnist_cache(download.cache_dir(cache_dir))
+    try:
+        if find_idx_files(cached) is None:
+            download.fetch(cache_dir, mirrors, progress=progress)
+        return load_idx_dir(cached, strict=True)
+    except MnistjaxError as e:
+        if dataset == "mnist":
+            raise MnistjaxError(f"full MNIST is not available ({e}); pass --data-dir or set MNISTJAX_DATA "
+                                "to a folder with the four IDX files, or run 'mnistjax data fetch'") from None
+        print(f"mnistjax: warning: full MNIST is not available, using the embedded 'tiny' sample ({e})", file=sys.stderr)
+        return load_tiny()
