@@ -1,0 +1,61 @@
+"""Shared fixtures: the real MNIST files from ../shared/data, and a sandboxed cache with no internet.
+
+Tests that need the full data skip when it is absent, unless MNISTJAX_REQUIRE_DATA is set (as CI
+does), in which case a missing file is a failure.
+"""
+
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _sandbox(tmp_path_factory):
+    """No test writes to the user's cache or reaches the internet (port 9 refuses at once)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MNISTJAX_CACHE", str(tmp_path_factory.mktemp("cache")))
+    mp.setenv("MNISTJAX_MIRRORS", "http://127.0.0.1:9/")
+    yield
+    mp.undo()
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        if os.environ.get("MNISTJAX_REQUIRE_DATA"):
+            pytest.fail(f"{path} is missing and MNISTJAX_REQUIRE_DATA is set")
+        pytest.skip(f"needs {path} (the real MNIST files)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    return _require(Path(os.environ.get("MNISTJAX_DATA", SHARED / "mnist")).resolve())
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_dir):
+    from mnistjax.data import load_idx_dir
+
+    return load_idx_dir(mnist_dir)
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory) -> Path:
+    """The book's MNIST_SAMPLE PNG folders, extracted from ../shared/data/mnist_sample.tgz."""
+    tgz = _require(SHARED / "mnist_sample.tgz")
+    out = tmp_path_factory.mktemp("sample")
+    with tarfile.open(tgz) as tar:
+        tar.extractall(out, filter="data")
+    return out / "mnist_sample"
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    from mnistjax.data import load_tiny
+
+    return load_tiny()
