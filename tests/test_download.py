@@ -76,7 +76,8 @@ def test_falls_through_404_and_corrupt_mirrors_to_a_good_one(server, tmp_path, c
     data.fetch(tmp_path, [f"{server}/empty"], progress=False)
 
 
-def test_cached_data_is_used_by_load(server, tmp_path):
+def test_cached_data_is_used_by_load(server, tmp_path, monkeypatch):
+    monkeypatch.delenv("MNISTJAX_DATA", raising=False)
     ds = data.load("mnist", cache_dir=tmp_path, mirrors=[f"{server}/good"], progress=False)
     assert ds.name == "mnist" and ds.source == str(mnist_cache(tmp_path).resolve())
 
@@ -107,7 +108,8 @@ def test_corrupted_cache_is_refused_not_trusted(server, tmp_path):
     assert data.load_idx_dir(folder, strict=True).verified
 
 
-def test_killed_download_leaves_nothing_that_verifies(server, tmp_path):
+def test_killed_download_leaves_nothing_that_verifies(server, tmp_path, monkeypatch):
+    monkeypatch.delenv("MNISTJAX_DATA", raising=False)
     env = {**os.environ, "MNISTJAX_CACHE": str(tmp_path), "MNISTJAX_MIRRORS": f"{server}/slow"}
     proc = subprocess.Popen([sys.executable, "-m", "mnistjax.cli", "data", "fetch", "--json"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
