@@ -1,19 +1,10 @@
 """The command line as a user meets it: real processes, JSON on stdout, one-line errors with exit 2."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-
-def mnistjax(*args, env=None, check_rc=None):
-    proc = subprocess.run([sys.executable, "-m", "mnistjax.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=600)
-    if check_rc is not None:
-        assert proc.returncode == check_rc, proc.stderr
-    return proc
+from tests_helpers import run_cli as mnistjax
 
 
 def test_data_info_json_on_tiny():
