@@ -79,6 +79,20 @@ def cmd_baseline(args: argparse.Namespace) -> None:
     emit(args, r, reports.baseline_table(r))
 
 
+def cmd_sgd(args: argparse.Namespace) -> None:
+    from mnistjax import reports
+
+    if args.steps < 1 or not args.lr > 0:
+        raise MnistjaxError(f"--steps {args.steps} --lr {args.lr}: expected steps >= 1 and a learning rate > 0")
+    lr_cases = reports.learning_rates(figures=args.figures)
+    r = reports.sgd_example(args.seed, args.steps, args.lr, max(args.steps, 10_000), args.figures)
+    r["learning_rate_cases"] = lr_cases
+    lr_lines = [f"x² from x={lr_cases['x0']}, {lr_cases['steps']} steps:"] + [
+        f"  lr {c['lr']:<5} {c['name']:<9} final x {c['x'][-1] if c['x'][-1] is not None else float('nan'):9.4f}"
+        f"{'  DIVERGED' if c['diverged'] else ''}" for c in lr_cases["runs"]]
+    emit(args, r, "\n".join(lr_lines) + "\n" + reports.sgd_example_table(r))
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     """The main job: the chapter end to end on 3 vs 7, one row per step."""
     from mnistjax import reports
@@ -105,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = add("run", cmd_run, "the chapter end to end on 3 vs 7: each step, our accuracy beside the book's")
     run.add_argument("--figures", metavar="DIR", help="write the figures of every step here (PNG)")
+    p = add("sgd", cmd_sgd, "gradient descent from first principles: x², learning rates, the roller coaster")
+    p.add_argument("--steps", type=int, default=10, help="SGD steps to print, as in the book (default 10)")
+    p.add_argument("--lr", type=float, default=1e-5, help="learning rate (default 1e-5, the book's)")
+    p.add_argument("--seed", type=int, default=42, help="PRNG seed for the noise and the initial params")
+    p.add_argument("--figures", metavar="DIR", help="write every figure of the section here (PNG)")
     p = add("baseline", cmd_baseline, "pixel similarity: nearest mean image, per-class and balanced accuracy")
     p.add_argument("--classes", default="3,7", help="'all' or a comma list of classes (default 3,7)")
     p.add_argument("--distance", choices=sorted(DISTANCES), default="l1", help="distance to the mean images")

@@ -81,3 +81,94 @@ def confusion_figure(cm, class_names: Sequence[str], title: str = "confusion mat
     ax.set_title(title)
     fig.colorbar(im, ax=ax, shrink=0.8)
     return save(fig, path)
+
+
+def _curve(ax, f, lo: float, hi: float) -> None:
+    xs = np.linspace(lo, hi, 200)
+    ax.plot(xs, np.asarray(f(xs)), color="tab:blue")
+    ax.set_xlabel("x (the parameter)")
+    ax.set_ylabel("loss")
+
+
+def function_figure(f, lo: float = -2.0, hi: float = 2.0, point: float | None = None, tangent: bool = False,
+                    title: str = "", path: str | os.PathLike | None = None) -> Figure:
+    """A loss curve (``quadratic.png``), with a starting point in red (``loss1``) and its slope (``loss2``)."""
+    import jax
+
+    fig = Figure(figsize=(5, 3.6))
+    ax = fig.add_subplot()
+    _curve(ax, f, lo, hi)
+    if point is not None:
+        y, slope = float(f(point)), float(jax.grad(f)(float(point)))
+        ax.scatter([point], [y], color="red", zorder=3, label=f"start x={point}")
+        if tangent:
+            xs = np.array([point - 0.6, point + 0.6])
+            ax.plot(xs, y + slope * (xs - point), "--", color="red", label=f"slope {slope:.1f}")
+        ax.legend()
+    ax.set_title(title)
+    return save(fig, path)
+
+
+def descent_figure(f, xs, title: str, path: str | os.PathLike | None = None) -> Figure:
+    """The parameter's path down a loss curve: one point per step, joined by arrows (``loss3``, the lr descents)."""
+    xs = np.asarray(xs, float)
+    xs = xs[np.isfinite(xs)]
+    span = max(2.0, float(np.abs(xs).max()) * 1.1)
+    fig = Figure(figsize=(5, 3.6))
+    ax = fig.add_subplot()
+    _curve(ax, f, -span, span)
+    ys = np.asarray(f(xs))
+    ax.scatter(xs, ys, c=np.arange(len(xs)), cmap="autumn", zorder=3)
+    for (x0, y0), (x1, y1) in zip(zip(xs, ys), zip(xs[1:], ys[1:])):
+        ax.annotate("", (x1, y1), (x0, y0), arrowprops={"arrowstyle": "->", "color": "red", "lw": 0.8})
+    ax.set_title(title)
+    return save(fig, path)
+
+
+def preds_figure(t, targets, preds, titles: Sequence[str], path: str | os.PathLike | None = None) -> Figure:
+    """The book's ``show_preds`` at several steps: data as dots, the model's predictions in red."""
+    preds = np.asarray(preds)
+    fig = Figure(figsize=(3.2 * len(preds), 3))
+    for i, (p, title) in enumerate(zip(preds, titles)):
+        ax = fig.add_subplot(1, len(preds), i + 1)
+        ax.scatter(t, targets, s=12, label="measured")
+        ax.scatter(t, p, s=12, color="red", label="predicted")
+        ax.set_ylim(-300, 100) if np.abs(p).max() > 1000 else None
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("speed") if i == 0 else None
+    fig.axes[0].legend(fontsize=7)
+    return save(fig, path)
+
+
+def curves_figure(series: dict[str, Sequence[float]], xlabel: str, ylabel: str, title: str, logy: bool = False,
+                  path: str | os.PathLike | None = None) -> Figure:
+    """Named curves against their index (losses per step or epoch, accuracies)."""
+    fig = Figure(figsize=(5.5, 3.6))
+    ax = fig.add_subplot()
+    for name, ys in series.items():
+        ax.plot(np.arange(len(ys)), np.asarray(ys, float), label=name)
+    ax.set_yscale("log") if logy else None
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def sweep_figure(lrs, final_losses, diverged, title: str, path: str | os.PathLike | None = None) -> Figure:
+    """Final loss against learning rate, log axes; diverged runs marked with a red x at the top."""
+    lrs, losses, bad = np.asarray(lrs), np.asarray(final_losses, float), np.asarray(diverged, bool)
+    fig = Figure(figsize=(5.5, 3.6))
+    ax = fig.add_subplot()
+    ax.plot(lrs[~bad], losses[~bad], "o-", label="final loss")
+    if bad.any():
+        top = np.nanmax(losses[~bad]) * 3 if (~bad).any() else 1.0
+        ax.scatter(lrs[bad], np.full(bad.sum(), top), marker="x", color="red", label="diverged")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("loss after the run")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return save(fig, path)

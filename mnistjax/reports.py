@@ -87,3 +87,118 @@ def baseline_table(r: dict) -> str:
     for key, v in r.get("a_3_distances", {}).items():
         lines.append(f"{'a_3 ' + key:>18} {v:8.4f} {book.get('a_3_distances', {}).get(key, float('nan')):8.4f}")
     return "\n".join(lines)
+
+
+# Gradient descent: the learning-rate pictures and the roller coaster.
+
+LR_CASES = {"too low": 0.01, "good": 0.1, "bounces": 0.95, "diverges": 1.1}
+CHECKPOINTS = (10, 100, 1000, 10_000)
+
+
+def _floats(xs) -> list[float | None]:
+    """A JSON-safe list: non-finite values (a diverged run) become null."""
+    return [float(x) if np.isfinite(x) else None for x in np.asarray(xs, float).ravel()]
+
+
+def square(x):
+    """The chapter's pretend loss, f(x) = x²."""
+    return x**2
+
+
+def learning_rates(x0: float = -1.5, steps: int = 10, figures: str | os.PathLike | None = None) -> dict:
+    """Descents of x² from ``x0`` for a too-low, a good, a bouncing and a diverging learning rate,
+    all four in one ``vmap``ped, compiled call."""
+    import jax
+
+    from mnistjax.sgd import descend, diverged, sgd
+
+    lrs = jnp.array(list(LR_CASES.values()))
+    runs = jax.jit(jax.vmap(lambda lr: descend(square, jnp.float32(x0), sgd(lr), steps)))(lrs)
+    flags = np.asarray(diverged(runs.loss))
+    result = {"x0": x0, "steps": steps, "runs": [
+        {"name": name, "lr": lr, "x": _floats(runs.params[i]), "loss": _floats(runs.loss[i]), "diverged": bool(flags[i])}
+        for i, (name, lr) in enumerate(LR_CASES.items())]}
+    if figures is not None:
+        from mnistjax import plots
+
+        folder = Path(figures)
+        plots.function_figure(square, title="f(x) = x²: our pretend loss", path=folder / "quadratic.png")
+        plots.function_figure(square, point=x0, title="start from a random parameter", path=folder / "loss1.png")
+        plots.function_figure(square, point=x0, tangent=True, title="the slope says which way is down",
+                              path=folder / "loss2.png")
+        names = {"good": "loss3.png", "too low": "low_learning_rate_descent.png",
+                 "diverges": "high_learning_rate_descent.png", "bounces": "high_learning_rate_descent2.png"}
+        for i, (name, lr) in enumerate(LR_CASES.items()):
+            plots.descent_figure(square, runs.params[i], f"lr {lr}: {name}", path=folder / names[name])
+    return result
+
+
+def sgd_example(seed: int = 42, steps: int = 10, lr: float = 1e-5, long_steps: int = 10_000,
+                   figures: str | os.PathLike | None = None) -> dict:
+    """The end-to-end SGD example: fit a·t² + b·t + c to noisy speeds, as the book does, then
+    measure it against least squares, a better-conditioned variant, and a learning-rate sweep."""
+    import jax
+    import optax
+
+    from mnistjax.sgd import (descend, diverged, fit_loss, first_step_within, init_params, lstsq_quadratic, quadratic,
+                              roller_coaster, sgd)
+
+    key_data, key_init = jax.random.split(jax.random.key(seed))
+    t, speed = roller_coaster(key_data)
+    params = init_params(key_init, (3,))
+    loss = fit_loss(t, speed)
+    run = jax.jit(descend, static_argnums=(0, 2, 3))
+    book = run(loss, params, sgd(lr), max(steps, long_steps))
+    best = lstsq_quadratic(t, speed)
+    best_loss = float(loss(best))
+    # Better conditioned: time centred and scaled to [-1, 1] (same model family, same best loss).
+    scaled = fit_loss((t - 9.5) / 9.5, speed)
+    variants = {"sgd lr=1e-5, raw time (the book)": book.loss,
+                "sgd lr=0.5, scaled time": run(scaled, params, sgd(0.5), long_steps).loss,
+                "momentum 0.9 lr=0.5, scaled time": run(scaled, params, optax.sgd(0.5, momentum=0.9), long_steps).loss,
+                "adam lr=1, scaled time": run(scaled, params, optax.adam(1.0), long_steps).loss}
+    lrs = jnp.logspace(-7, -4, 25)
+    sweep = jax.jit(jax.vmap(lambda r: descend(loss, params, sgd(r), 1000).loss))(lrs)
+    result = {
+        "seed": seed, "lr": lr, "steps": steps,
+        "losses": _floats(book.loss[:steps + 1]),
+        "diverged": bool(diverged(book.loss[:steps + 1])),
+        "params": _floats(book.params[steps]),
+        "lstsq_params": _floats(best), "lstsq_loss": best_loss,
+        "after_steps": {str(n): {"loss": float(book.loss[n]), "loss_over_lstsq": float(book.loss[n]) / best_loss,
+                                 "params": _floats(book.params[n])} for n in CHECKPOINTS if n <= long_steps},
+        "steps_to_within_1pct_of_lstsq": {k: first_step_within(v, best_loss, 0.01) for k, v in variants.items()},
+        "lr_sweep": {"lrs": _floats(lrs), "final_loss": _floats(sweep[:, -1]),
+                     "diverged": np.asarray(diverged(sweep)).tolist(), "steps": 1000},
+    }
+    if figures is not None:
+        from mnistjax import plots
+
+        folder = Path(figures)
+        shown = [0, steps, 1000, long_steps]
+        plots.preds_figure(t, speed, [speed], ["the measurements"], path=folder / "sgd_scatter.png")
+        plots.preds_figure(t, speed, [quadratic(book.params[n], t) for n in shown],
+                           [f"after {n} steps (loss {float(book.loss[n]):.0f})" for n in shown], path=folder / "show_preds.png")
+        plots.curves_figure({k: v for k, v in variants.items()}, "step", "MSE loss",
+                            f"roller coaster: least squares reaches {best_loss:.2f}", logy=True,
+                            path=folder / "roller_coaster_loss.png")
+        plots.sweep_figure(lrs, sweep[:, -1], diverged(sweep), "plain SGD, 1000 steps: loss vs learning rate",
+                           path=folder / "lr_sweep.png")
+    return result
+
+
+def sgd_example_table(r: dict) -> str:
+    lines = [f"roller coaster, seed {r['seed']}, SGD lr {r['lr']}: loss per step"
+             + ("  -- DIVERGED: the loss grew or overflowed; try a smaller --lr" if r["diverged"] else "")]
+    lines += [f"  step {i:>3}: {v:10.2f}" if v is not None else f"  step {i:>3}: diverged" for i, v in enumerate(r["losses"])]
+    fmt = lambda ps: "(" + ", ".join("nan" if p is None else f"{p:.4f}" for p in ps) + ")"  # noqa: E731
+    lines.append(f"params after {r['steps']} steps: {fmt(r['params'])}; least squares: {fmt(r['lstsq_params'])} "
+                 f"(loss {r['lstsq_loss']:.3f})")
+    lines += [f"  after {n:>6} steps: loss {v['loss']:9.3f} = {v['loss_over_lstsq']:7.2f} x least squares"
+              for n, v in r["after_steps"].items()]
+    lines.append("steps to come within 1% of the least-squares loss:")
+    lines += [f"  {k:<36} {'not within the run' if v is None else v}" for k, v in r["steps_to_within_1pct_of_lstsq"].items()]
+    sweep = r["lr_sweep"]
+    ok = [lr for lr, d in zip(sweep["lrs"], sweep["diverged"]) if not d]
+    lines.append(f"learning-rate sweep ({len(sweep['lrs'])} rates in one vmap): stable up to lr {max(ok):.2e}, diverges above")
+    return "\n".join(lines)
