@@ -17,7 +17,7 @@ from typing import Callable
 from mnistjax import data
 from mnistjax.data.load import DATASETS
 from mnistjax.distances import DISTANCES
-from mnistjax.errors import MnistjaxError
+from mnistjax.errors import MnistjaxError, TrainingDiverged
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,6 +93,20 @@ def cmd_sgd(args: argparse.Namespace) -> None:
     emit(args, r, "\n".join(lr_lines) + "\n" + reports.sgd_example_table(r))
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from mnistjax import reports
+
+    ds = load_data(args)
+    try:
+        r = reports.train(ds, args.model, data.parse_classes(args.classes, ds.classes), args.epochs, args.lr,
+                          args.batch_size, args.opt, args.seed, args.loss, args.checkpoint_dir, args.checkpoint_every,
+                          args.resume, args.figures, progress=not args.json)
+    except TrainingDiverged as e:
+        emit(args, e.result, reports.train_table(e.result))
+        raise
+    emit(args, r, reports.train_table(r))
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     """The main job: the chapter end to end on 3 vs 7, one row per step."""
     from mnistjax import reports
@@ -124,6 +138,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-5, help="learning rate (default 1e-5, the book's)")
     p.add_argument("--seed", type=int, default=42, help="PRNG seed for the noise and the initial params")
     p.add_argument("--figures", metavar="DIR", help="write every figure of the section here (PNG)")
+    p = add("train", cmd_train, "train a classifier with SGD: linear, simple_net, mlp or cnn, one compiled call per epoch")
+    p.add_argument("--model", choices=["linear", "simple_net", "mlp", "cnn"], default="simple_net")
+    p.add_argument("--classes", default="3,7", help="'all' or a comma list of classes (default 3,7)")
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--opt", choices=["sgd", "momentum", "adam"], default="sgd")
+    p.add_argument("--loss", choices=["mnist_loss", "cross_entropy"],
+                   help="default: the book's mnist_loss for two classes, cross_entropy otherwise")
+    p.add_argument("--seed", type=int, default=0, help="PRNG seed for init and shuffling")
+    p.add_argument("--checkpoint-dir", metavar="DIR", help="save params, optimizer state, key and epoch here")
+    p.add_argument("--checkpoint-every", type=int, default=1, metavar="N", help="epochs between checkpoints")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir")
+    p.add_argument("--figures", metavar="DIR", help="write loss/accuracy curves, confusion matrix, top_wrong.png")
     p = add("baseline", cmd_baseline, "pixel similarity: nearest mean image, per-class and balanced accuracy")
     p.add_argument("--classes", default="3,7", help="'all' or a comma list of classes (default 3,7)")
     p.add_argument("--distance", choices=sorted(DISTANCES), default="l1", help="distance to the mean images")
@@ -142,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except MnistjaxError as e:
         print(f"mnistjax: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+        return 3 if isinstance(e, TrainingDiverged) else 2
     except BrokenPipeError:  # stdout closed early (| head): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

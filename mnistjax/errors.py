@@ -6,3 +6,7 @@ class MnistjaxError(ValueError):
 
     The message names the thing and what was expected, in one line.
     """
+
+
+class TrainingDiverged(MnistjaxError):
+    """The training loss went non-finite; the CLI exits 3 after printing what was done."""

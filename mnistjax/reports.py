@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import jax.numpy as jnp
+import optax
 import numpy as np
 
 from mnistjax import data, metrics
@@ -201,4 +202,113 @@ def sgd_example_table(r: dict) -> str:
     sweep = r["lr_sweep"]
     ok = [lr for lr, d in zip(sweep["lrs"], sweep["diverged"]) if not d]
     lines.append(f"learning-rate sweep ({len(sweep['lrs'])} rates in one vmap): stable up to lr {max(ok):.2e}, diverges above")
+    return "\n".join(lines)
+
+
+# SGD-trained classifiers.
+
+# The book's results on MNIST_SAMPLE (3 vs 7), for the tables.
+BOOK_TRAINING = {"linear": 0.9785, "simple_net": 0.9828, "cnn": 0.9971}
+OPTIMIZERS = {"sgd": lambda lr: optax.sgd(lr), "momentum": lambda lr: optax.sgd(lr, momentum=0.9),
+              "adam": lambda lr: optax.adam(lr)}
+
+
+def train(ds: data.Dataset, model: str = "simple_net", classes: tuple[int, ...] = (3, 7), epochs: int = 40,
+          lr: float = 0.1, batch_size: int = 256, opt: str = "sgd", seed: int = 0, loss: str | None = None,
+          checkpoint_dir: str | None = None, checkpoint_every: int = 1, resume: bool = False,
+          figures: str | os.PathLike | None = None, progress: bool = True) -> dict:
+    """Train one model on a class subset and report it (history, accuracy per class, timings).
+
+    loss: "mnist_loss" (one logit, two classes only) or "cross_entropy"; default: the book's
+    mnist_loss for two classes, cross-entropy otherwise. Raises TrainingDiverged (with the
+    report so far in ``.result``) when the loss goes non-finite.
+    """
+    import jax
+
+    from mnistjax import checkpoint, losses, models
+    from mnistjax.errors import MnistjaxError, TrainingDiverged
+    from mnistjax.training import Learner, data_from, fit, init, predict
+
+    loss = loss or ("mnist_loss" if len(classes) == 2 else "cross_entropy")
+    if loss == "mnist_loss" and len(classes) != 2:
+        raise MnistjaxError(f"--loss mnist_loss: needs exactly two classes, got {len(classes)}; use cross_entropy")
+    if epochs < 1 or batch_size < 1 or not lr > 0:
+        raise MnistjaxError(f"--epochs {epochs} --batch-size {batch_size} --lr {lr}: expected positive numbers")
+    task = losses.binary if loss == "mnist_loss" else losses.multiclass._replace(n_out=len(classes))
+    d = data_from(data.mnist_sample(ds, classes))
+    learner = Learner(models.build(model, task.n_out), task, OPTIMIZERS[opt](lr), d, batch_size)
+    key = jax.random.key(seed)
+    config = {"model": model, "classes": list(classes), "loss": loss, "opt": opt, "lr": lr, "batch_size": batch_size,
+              "seed": seed, "dataset": ds.name}
+    start = {}
+    if resume:
+        if not checkpoint_dir:
+            raise MnistjaxError("--resume: needs --checkpoint-dir")
+        p, s, key, epoch, history = checkpoint.load(checkpoint_dir, *init(learner, key), config)
+        start = {"params": p, "opt_state": s, "start_epoch": epoch, "history": history}
+
+    def on_epoch(epoch, params, opt_state, history):
+        if checkpoint_dir and (epoch % checkpoint_every == 0 or epoch == epochs):
+            checkpoint.save(checkpoint_dir, params, opt_state, key, epoch, history, config)
+
+    r = fit(learner, epochs, key, progress=progress, on_epoch=on_epoch, **start)
+    logits = predict(r.params, d.x_valid, learner.model)
+    pred = task.predict(logits)
+    k = len(classes)
+    per_class = np.asarray(metrics.per_class_accuracy(pred, d.y_valid, k))
+    names = [ds.classes[c] for c in classes]
+    result = {
+        **config, "classes": names, "epochs": epochs,
+        "valid_accuracy": r.history[-1]["valid_accuracy"] if r.history else None,
+        "per_class_accuracy": {n: _r(a) for n, a in zip(names, per_class)},
+        "history": r.history, "diverged_at": r.diverged_at,
+        "compile_seconds": round(r.compile_seconds, 3), "train_seconds": round(r.train_seconds, 3),
+        "n_train": int(d.x_train.shape[0]), "n_valid": int(d.x_valid.shape[0]),
+        "book": BOOK_TRAINING.get(model) if tuple(classes) == (3, 7) else None,
+    }
+    if figures is not None and r.history:
+        _training_figures(Path(figures), result, task, logits, pred, d, names)
+    if r.diverged_at is not None:
+        err = TrainingDiverged(f"training diverged at epoch {r.diverged_at} (loss not finite); kept the params of "
+                               f"epoch {r.diverged_at - 1}; try a smaller --lr than {lr}")
+        err.result = result
+        raise err
+    return result
+
+
+def _training_figures(folder: Path, r: dict, task, logits, pred, d, names, k_wrong: int = 16) -> None:
+    import jax
+
+    from mnistjax import plots
+
+    folder.mkdir(parents=True, exist_ok=True)
+    h = r["history"]
+    title = f"{r['model']} on {r['dataset']} ({', '.join(names)})"
+    plots.curves_figure({"train loss": [e["train_loss"] for e in h], "valid loss": [e["valid_loss"] for e in h]},
+                        "epoch", "loss", title, path=folder / "loss.png")
+    plots.curves_figure({"valid accuracy": [e["valid_accuracy"] for e in h]}, "epoch", "accuracy", title,
+                        path=folder / "accuracy.png")
+    cm = metrics.confusion_matrix(pred, d.y_valid, len(names))
+    plots.confusion_figure(cm, names, f"{r['model']}, validation", path=folder / "confusion.png")
+    if logits.ndim == 1:  # probability of the predicted class
+        p = jax.nn.sigmoid(logits)
+        conf = jnp.where(pred == 0, p, 1 - p)
+    else:
+        conf = jax.nn.softmax(logits).max(-1)
+    wrong = np.flatnonzero(np.asarray(pred != d.y_valid))
+    worst = wrong[np.argsort(-np.asarray(conf)[wrong])][:k_wrong]
+    if len(worst):
+        titles = [f"true {names[int(d.y_valid[i])]} / pred {names[int(pred[i])]}\np={float(conf[i]):.2f}" for i in worst]
+        plots.show_image(np.asarray(d.x_valid[worst]), titles, path=folder / "top_wrong.png")
+
+
+def train_table(r: dict) -> str:
+    lines = [f"{r['model']} on {r['dataset']} ({', '.join(r['classes'])}), {r['opt']} lr {r['lr']}, "
+             f"batch {r['batch_size']}, seed {r['seed']}, loss {r['loss']}",
+             f"{'epoch':>6} {'train loss':>11} {'valid loss':>11} {'accuracy':>9}"]
+    lines += [f"{e['epoch']:>6} {e['train_loss']:11.4f} {e['valid_loss']:11.4f} {e['valid_accuracy']:9.4f}" for e in r["history"]]
+    if r["valid_accuracy"] is not None:
+        book = f" (book {r['book']:.4f})" if r["book"] else ""
+        lines.append(f"valid accuracy {r['valid_accuracy']:.4f}{book}; compile {r['compile_seconds']:.2f} s, "
+                     f"train {r['train_seconds']:.2f} s")
     return "\n".join(lines)

@@ -1,0 +1,204 @@
+"""Training with SGD, the chapter's way but compiled: one ``lax.scan`` per epoch, data on the device.
+
+The book's pieces keep their names: ``calc_grad``, ``train_step``, ``train_epoch``, ``validate_epoch``,
+``BasicOptim`` (an optax transformation equal to ``optax.sgd``) and a Learner-like ``fit``.
+Everything is a function of explicit state: params, optimizer state, a PRNG key and an epoch number.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from functools import partial
+from typing import Callable, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from mnistjax import data as mdata
+from mnistjax.losses import Task
+from mnistjax.models import Model
+from mnistjax.sgd import sgd as BasicOptim  # noqa: N812 — the book's name for the hand-written step
+
+__all__ = ["BasicOptim", "Data", "FitResult", "Learner", "batch_indices", "calc_grad", "data_from", "fit",
+           "predict", "train_epoch", "train_step", "validate_epoch"]
+
+
+class Data(NamedTuple):
+    """Train and validation arrays on the device. x: (N, 28, 28) float32 in [0, 1]; y: (N,) int32
+    class indices (positions in ``classes``, so for 3 vs 7: 3 -> 0, 7 -> 1)."""
+
+    x_train: jax.Array
+    y_train: jax.Array
+    x_valid: jax.Array
+    y_valid: jax.Array
+    classes: tuple[int, ...]
+
+
+def data_from(sample: mdata.Sample) -> Data:
+    """Put a ``Sample`` on the device as float images and class indices."""
+    lookup = np.full(max(sample.classes) + 1, -1, np.int32)
+    lookup[list(sample.classes)] = np.arange(len(sample.classes))
+    return Data(mdata.as_float(sample.train.images), jnp.asarray(lookup[sample.train.labels]),
+                mdata.as_float(sample.valid.images), jnp.asarray(lookup[sample.valid.labels]), tuple(sample.classes))
+
+
+class Learner(NamedTuple):
+    """What to train and how: swap any field to make a research variant.
+
+    model: (init, apply); task: loss and prediction rule; optimizer: any optax GradientTransformation.
+    drop_last: drop the last partial batch of each epoch (default: train on it too, as the book's DataLoader).
+    """
+
+    model: Model
+    task: Task
+    optimizer: optax.GradientTransformation
+    data: Data
+    batch_size: int = 256
+    drop_last: bool = False
+
+
+def calc_grad(params, xb, yb, model: Model, loss: Callable) -> tuple[jax.Array, chex.ArrayTree]:
+    """The loss of one batch and its gradient with respect to every parameter."""
+    return jax.value_and_grad(lambda p: loss(model.apply(p, xb), yb))(params)
+
+
+def train_step(params, opt_state, xb, yb, learner: Learner):
+    """One SGD step on one batch: gradient, optimizer update, new params. Returns (params, opt_state, loss)."""
+    loss, grads = calc_grad(params, xb, yb, learner.model, learner.task.loss)
+    updates, opt_state = learner.optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+
+def batch_indices(key: jax.Array, n: int, batch_size: int, drop_last: bool = False) -> tuple[jax.Array, jax.Array]:
+    """A fresh shuffle of range(n), cut into (n // B, B) full batches and the (n % B,) rest
+    (empty when ``drop_last``). Every example appears exactly once per epoch unless dropped."""
+    perm = jax.random.permutation(key, n)
+    full = (n // batch_size) * batch_size
+    return perm[:full].reshape(-1, batch_size), perm[full:full if drop_last else n]
+
+
+def train_epoch(params, opt_state, key, learner: Learner):
+    """One epoch: a scan over shuffled full batches, then the partial batch. Returns (params, opt_state, mean loss)."""
+    d = learner.data
+    full, rest = batch_indices(key, d.x_train.shape[0], learner.batch_size, learner.drop_last)
+
+    def step(carry, idx):
+        params, opt_state, loss = train_step(*carry, d.x_train[idx], d.y_train[idx], learner)
+        return (params, opt_state), loss
+
+    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), full)
+    total, count = losses.sum() * learner.batch_size, full.size
+    if rest.shape[0]:
+        params, opt_state, loss = train_step(params, opt_state, d.x_train[rest], d.y_train[rest], learner)
+        total, count = total + loss * rest.shape[0], count + rest.shape[0]
+    return params, opt_state, total / count
+
+
+def predict(params, x: jax.Array, model: Model, chunk: int = 1000) -> jax.Array:
+    """Logits for many images, ``chunk`` at a time to bound memory: (N, 28, 28) -> (N,) or (N, K)."""
+    n = x.shape[0]
+    pad = -n % chunk
+    xs = jnp.pad(x, ((0, pad), (0, 0), (0, 0))).reshape(-1, min(chunk, n + pad), *x.shape[1:])
+    out = jax.lax.map(lambda xb: model.apply(params, xb), xs)
+    return out.reshape(-1, *out.shape[2:])[:n]
+
+
+def validate_epoch(params, learner: Learner) -> dict[str, jax.Array]:
+    """Validation loss and accuracy of ``params``, plus the predicted class index of every image."""
+    d = learner.data
+    logits = predict(params, d.x_valid, learner.model)
+    pred = learner.task.predict(logits)
+    return {"valid_loss": learner.task.loss(logits, d.y_valid), "valid_accuracy": (pred == d.y_valid).mean()}
+
+
+def run_epoch(params, opt_state, key, epoch, learner: Learner):
+    """Train one epoch (its shuffle from ``fold_in(key, epoch)``, so a resumed run repeats it) and validate."""
+    params, opt_state, train_loss = train_epoch(params, opt_state, jax.random.fold_in(key, epoch), learner)
+    return params, opt_state, {"train_loss": train_loss, **validate_epoch(params, learner)}
+
+
+class FitResult(NamedTuple):
+    params: chex.ArrayTree
+    opt_state: chex.ArrayTree
+    history: list[dict]          # per epoch: epoch, train_loss, valid_loss, valid_accuracy
+    diverged_at: int | None      # the epoch whose loss went non-finite (params are from the one before)
+    compile_seconds: float
+    train_seconds: float
+
+
+def _compiled_epoch(learner: Learner, n_models: int | None):
+    """``run_epoch`` jit-compiled for this learner, the data an argument (not a baked-in constant);
+    vmapped over a leading model axis when ``n_models``."""
+    def epoch(params, opt_state, key, epoch, data):
+        bound = partial(run_epoch, learner=learner._replace(data=data))
+        if n_models:
+            return jax.vmap(bound, in_axes=(0, 0, 0, None))(params, opt_state, key, epoch)
+        return bound(params, opt_state, key, epoch)
+
+    return jax.jit(epoch)
+
+
+def fit(learner: Learner, epochs: int, key: jax.Array, *, params=None, opt_state=None, start_epoch: int = 0,
+        history: list[dict] | None = None, n_models: int | None = None, progress: bool = True,
+        on_epoch: Callable[[int, object, object, list], None] | None = None) -> FitResult:
+    """Train for ``epochs`` epochs (from ``start_epoch``), one compiled call per epoch.
+
+    ``key`` drives init and every shuffle. Pass ``params``/``opt_state``/``start_epoch``/``history``
+    to resume. With ``n_models``, params, opt_state and key carry a leading axis of that many
+    models, trained together in one vmapped call (see ``init_many``). ``on_epoch(epoch, params,
+    opt_state, history)`` runs after each epoch (checkpoints). A non-finite training loss stops
+    the run and keeps the last finite params.
+    """
+    from tqdm.auto import tqdm
+
+    if params is None:
+        params, opt_state = init_many(learner, key) if n_models else init(learner, key)
+    history = list(history or [])
+    d = learner.data._replace(classes=())
+    shuffle_key = jax.vmap(shuffle_key_of)(key) if n_models else shuffle_key_of(key)
+    epoch_fn = _compiled_epoch(learner, n_models)
+    t0 = time.perf_counter()
+    compiled = epoch_fn.lower(params, opt_state, shuffle_key, start_epoch, d).compile()
+    compile_seconds = time.perf_counter() - t0
+    bar = tqdm(range(start_epoch, epochs), disable=not progress, file=sys.stderr, desc="epochs", leave=False)
+    diverged_at, t0 = None, time.perf_counter()
+    for epoch in bar:
+        new_params, new_state, stats = compiled(params, opt_state, shuffle_key, epoch, d)
+        stats = jax.device_get(stats)
+        row = {"epoch": epoch + 1, **{k: (np.asarray(v).tolist()) for k, v in stats.items()}}
+        if not np.isfinite(np.asarray(stats["train_loss"])).all() and not n_models:
+            diverged_at = epoch + 1
+            break
+        params, opt_state = new_params, new_state
+        history.append(row)
+        if progress:
+            bar.set_postfix({k: f"{np.mean(v):.4f}" for k, v in row.items() if k != "epoch"})
+        if on_epoch is not None:
+            on_epoch(epoch + 1, params, opt_state, history)
+    jax.block_until_ready(params)
+    return FitResult(params, opt_state, history, diverged_at, compile_seconds, time.perf_counter() - t0)
+
+
+def init(learner: Learner, key: jax.Array):
+    """Initial params and optimizer state for one model, from the run's ``key``."""
+    params = learner.model.init(jax.random.split(key)[0])
+    return params, learner.optimizer.init(params)
+
+
+def shuffle_key_of(key: jax.Array) -> jax.Array:
+    """The run's shuffling key: the second half of ``split(key)`` (init has the first)."""
+    return jax.random.split(key)[1]
+
+
+def init_many(learner: Learner, keys: jax.Array, learning_rates: jax.Array | None = None):
+    """Params and optimizer states for K models at once, from K keys; with ``learning_rates``
+    (K,), the optimizer must be made by ``optax.inject_hyperparams`` and each model gets its own rate."""
+    params, opt_state = jax.vmap(lambda k: init(learner, k))(keys)
+    if learning_rates is not None:
+        opt_state.hyperparams["learning_rate"] = jnp.asarray(learning_rates, jnp.float32)
+    return params, opt_state

@@ -1,0 +1,210 @@
+"""Training: the chapter's definitions by hand, scan == Python loop, shuffling, variants, sweeps,
+checkpoints that survive a real kill, divergence, and the CLI."""
+
+import json
+import signal
+import subprocess
+import sys
+import os
+import time
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from mnistjax import checkpoint, data, losses, models
+from mnistjax.errors import MnistjaxError
+from mnistjax.training import (BasicOptim, Learner, batch_indices, data_from, fit, init, init_many, train_epoch,
+                               train_step)
+from tests_helpers import run_cli
+
+
+@pytest.fixture(scope="module")
+def d37(tiny):
+    return data_from(data.mnist_sample(tiny, (3, 7)))
+
+
+@pytest.fixture(scope="module")
+def d10(tiny):
+    return data_from(data.mnist_sample(tiny, range(10)))
+
+
+def test_mnist_loss_and_batch_accuracy_by_hand():
+    # the book's example: targets [1, 0, 1], predictions [0.9, 0.4, 0.2] after the sigmoid
+    logits = jnp.log(jnp.array([0.9, 0.4, 0.2]) / (1 - jnp.array([0.9, 0.4, 0.2])))
+    targets = jnp.array([1, 0, 1])
+    np.testing.assert_allclose(losses.mnist_loss(logits, targets), (0.1 + 0.4 + 0.8) / 3, rtol=1e-5)
+    np.testing.assert_allclose(losses.batch_accuracy(logits, targets), 2 / 3, rtol=1e-6)
+    with pytest.raises(AssertionError):
+        losses.mnist_loss(jnp.zeros(3), jnp.zeros(4))
+
+
+def test_cross_entropy_is_optax():
+    logits, labels = jnp.array([[2.0, 1.0, 0.1], [0.0, 0.0, 3.0]]), jnp.array([0, 2])
+    by_hand = -np.mean([jax.nn.log_softmax(logits[0])[0], jax.nn.log_softmax(logits[1])[2]])
+    np.testing.assert_allclose(losses.cross_entropy(logits, labels), by_hand, rtol=1e-6)
+
+
+class ModelShapeTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_models_output_shapes(self):
+        x = jnp.zeros((5, 28, 28))
+        for name, n_out, shape in [("linear", 1, (5,)), ("simple_net", 1, (5,)), ("mlp", 10, (5, 10)),
+                                   ("cnn", 10, (5, 10)), ("cnn", 1, (5,))]:
+            m = models.build(name, n_out)
+            chex.assert_shape(self.variant(m.apply)(m.init(jax.random.key(0)), x), shape)
+
+
+def test_torch_default_init_bounds():
+    p = models.simple_net().init(jax.random.key(0))
+    assert float(jnp.abs(p["layer0"]["w"]).max()) <= 1 / np.sqrt(784)
+    assert float(jnp.abs(p["layer1"]["w"]).max()) <= 1 / np.sqrt(30)
+    assert float(jnp.abs(p["layer1"]["w"]).max()) > 0.9 / np.sqrt(30)
+    book = models.linear(init=models.book_init(1.0)).init(jax.random.key(0))
+    assert 0.9 < float(book["layer0"]["w"].std()) < 1.1
+
+
+@pytest.mark.parametrize("n,b,drop", [(10, 3, False), (10, 3, True), (12, 4, False), (5, 8, False)])
+def test_shuffle_covers_every_example_once(n, b, drop):
+    full, rest = batch_indices(jax.random.key(1), n, b, drop)
+    seen = np.concatenate([np.asarray(full).ravel(), np.asarray(rest)])
+    assert sorted(seen) == list(range(n if not drop else (n // b) * b)) or (drop and len(set(seen)) == len(seen))
+    assert full.shape == (n // b, b) and rest.shape == ((0,) if drop else (n % b,))
+    other, _ = batch_indices(jax.random.key(2), n, b, drop)
+    assert n < b or not np.array_equal(full, other)  # a new key, a new order
+
+
+def test_one_scanned_epoch_equals_a_python_loop(d37):
+    learner = Learner(models.simple_net(), losses.binary, BasicOptim(0.1), d37, batch_size=300)
+    params, state = init(learner, jax.random.key(0))
+    key = jax.random.key(5)
+    scanned, _, _ = jax.jit(lambda p, s: train_epoch(p, s, key, learner))(params, state)
+    full, rest = batch_indices(key, d37.x_train.shape[0], 300)
+    for idx in [*full, rest]:
+        params, state, _ = train_step(params, state, d37.x_train[idx], d37.y_train[idx], learner)
+    chex.assert_trees_all_close(scanned, params, rtol=1e-5, atol=1e-6)
+
+
+def test_basic_optim_trains_exactly_like_optax_sgd(d37):
+    runs = [fit(Learner(models.linear(), losses.binary, opt, d37), 2, jax.random.key(0), progress=False)
+            for opt in (BasicOptim(1.0), optax.sgd(1.0))]
+    chex.assert_trees_all_close(runs[0].params, runs[1].params, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name,epochs,opt,floor", [("linear", 5, optax.sgd(1.0), 0.93),
+                                                   ("simple_net", 10, optax.sgd(0.1), 0.9),
+                                                   ("cnn", 2, optax.adam(1e-3), 0.9)])
+def test_short_runs_learn_on_the_embedded_sample(d37, name, epochs, opt, floor):
+    r = fit(Learner(models.build(name, 1), losses.binary, opt, d37), epochs, jax.random.key(0), progress=False)
+    assert r.history[-1]["train_loss"] < r.history[0]["train_loss"]
+    assert r.history[-1]["valid_accuracy"] > floor
+
+
+def test_ten_digits_and_swapping_one_argument(d10):
+    base = Learner(models.build("mlp", 10), losses.task_for(10), optax.adam(1e-3), d10)
+    variants = {"base": base,
+                "optimizer": base._replace(optimizer=optax.sgd(0.1, momentum=0.9)),
+                "model": base._replace(model=models.linear(n_out=10)),
+                "loss": base._replace(task=base.task._replace(
+                    loss=lambda logits, y: optax.sigmoid_focal_loss(logits, jax.nn.one_hot(y, 10)).mean()))}
+    for name, learner in variants.items():
+        r = fit(learner, 2, jax.random.key(0), progress=False)
+        assert r.history[-1]["valid_accuracy"] > 0.7, name  # chance is 0.1
+
+
+def test_same_seed_same_numbers(d37):
+    a, b = (fit(Learner(models.simple_net(), losses.binary, optax.sgd(0.1), d37), 3, jax.random.key(7),
+                progress=False) for _ in range(2))
+    assert a.history == b.history
+    chex.assert_trees_all_equal(a.params, b.params)
+
+
+def test_vmap_over_seeds_equals_separate_runs(d37):
+    learner = Learner(models.simple_net(), losses.binary, optax.sgd(0.1), d37)
+    keys = jax.random.split(jax.random.key(0), 3)
+    many = fit(learner, 2, keys, n_models=3, progress=False)
+    for i in range(3):
+        one = fit(learner, 2, keys[i], progress=False)
+        chex.assert_trees_all_close(jax.tree.map(lambda x: x[i], many.params), one.params, rtol=1e-4, atol=1e-5)
+    assert len(many.history[-1]["valid_accuracy"]) == 3
+
+
+def test_vmap_over_learning_rates(d37):
+    learner = Learner(models.linear(), losses.binary, optax.inject_hyperparams(optax.sgd)(learning_rate=0.1), d37)
+    keys = jnp.stack([jax.random.key(0)] * 3)
+    params, state = init_many(learner, keys, jnp.array([1e-4, 1e-1, 1.0]))
+    r = fit(learner, 2, keys, params=params, opt_state=state, n_models=3, progress=False)
+    acc = r.history[-1]["valid_accuracy"]
+    assert acc[0] < acc[1] <= acc[2] + 0.01  # a tiny rate has barely moved
+
+
+def test_divergence_stops_and_keeps_finite_params(d37):
+    learner = Learner(models.simple_net(n_out=2), losses.multiclass._replace(n_out=2), optax.sgd(1e30), d37)
+    r = fit(learner, 5, jax.random.key(0), progress=False)
+    assert r.diverged_at == 1 and r.history == []
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(r.params))
+
+
+def test_cli_divergence_exits_3_naming_the_epoch():
+    proc = run_cli("train", "--dataset", "tiny", "--lr", "1e30", "--loss", "cross_entropy", "--epochs", "3", "--json",
+                   check_rc=3)
+    assert proc.stderr.strip().splitlines()[-1].startswith("mnistjax: error: training diverged at epoch 1")
+    assert json.loads(proc.stdout)["diverged_at"] == 1
+
+
+def test_cli_train_json_and_figures(tmp_path):
+    out = json.loads(run_cli("train", "--dataset", "tiny", "--model", "linear", "--lr", "1", "--epochs", "3",
+                             "--json", "--figures", str(tmp_path)).stdout)
+    for key in ("dataset", "model", "classes", "epochs", "valid_accuracy", "history", "compile_seconds", "train_seconds"):
+        assert key in out
+    assert out["dataset"] == "tiny" and len(out["history"]) == 3
+    assert set(out["history"][0]) == {"epoch", "train_loss", "valid_loss", "valid_accuracy"}
+    assert {p.name for p in tmp_path.iterdir()} == {"loss.png", "accuracy.png", "confusion.png", "top_wrong.png"}
+
+
+def _checkpoint_leaves(folder):
+    with np.load(folder / checkpoint.FILENAME) as z:
+        return {k: z[k] for k in z.files if k != "meta"}, json.loads(str(z["meta"]))
+
+
+def test_killed_and_resumed_run_is_bit_identical(tmp_path):
+    args = ["train", "--dataset", "tiny", "--model", "simple_net", "--epochs", "400", "--json"]
+    run_cli(*args, "--checkpoint-dir", str(tmp_path / "whole"))
+    env = {**os.environ}
+    proc = subprocess.Popen([sys.executable, "-m", "mnistjax.cli", *args, "--checkpoint-dir", str(tmp_path / "cut")],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "cut" / checkpoint.FILENAME
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (ckpt.exists() and _checkpoint_leaves(tmp_path / "cut")[1]["epoch"] >= 20):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = _checkpoint_leaves(tmp_path / "cut")[1]["epoch"]
+    assert proc.returncode == -signal.SIGKILL and killed_at < 400, "the run finished before the kill"
+    run_cli(*args, "--checkpoint-dir", str(tmp_path / "cut"), "--resume")
+    whole, meta_whole = _checkpoint_leaves(tmp_path / "whole")
+    resumed, meta_resumed = _checkpoint_leaves(tmp_path / "cut")
+    assert meta_resumed["epoch"] == 400 and meta_resumed["history"] == meta_whole["history"]
+    for k in whole:
+        np.testing.assert_array_equal(whole[k], resumed[k])
+
+
+def test_corrupt_and_mismatched_checkpoints_are_clear_errors(tmp_path):
+    base = ["train", "--dataset", "tiny", "--model", "linear", "--epochs", "2", "--checkpoint-dir", str(tmp_path)]
+    run_cli(*base)
+    proc = run_cli(*base, "--resume", "--model", "simple_net", check_rc=2)
+    assert "checkpoint is of another run (model: saved 'linear', now 'simple_net')" in proc.stderr
+    (tmp_path / checkpoint.FILENAME).write_bytes(b"not a zip")
+    proc = run_cli(*base, "--resume", check_rc=2)
+    assert "corrupt checkpoint" in proc.stderr and proc.stderr.count("\n") == 1
+    proc = run_cli("train", "--dataset", "tiny", "--resume", "--checkpoint-dir", str(tmp_path / "none"), check_rc=2)
+    assert "no checkpoint at" in proc.stderr
+
+
+def test_mnist_loss_needs_two_classes():
+    with pytest.raises(MnistjaxError, match="needs exactly two classes"):
+        from mnistjax import reports
+        reports.train(data.load_tiny(), "linear", (1, 2, 3), loss="mnist_loss", progress=False)
