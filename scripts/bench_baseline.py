@@ -8,7 +8,6 @@ images/s for each and the ratio; compile time reported on its own. Medians of --
 
 import argparse
 import json
-import statistics
 import time
 
 import jax
@@ -16,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mnistjax import data
+from mnistjax.timing import median_seconds
 from mnistjax.distances import DISTANCES
 from mnistjax.prototypes import fit_prototypes, nearest
 
@@ -28,15 +28,6 @@ NUMPY = {
 def numpy_nearest(x: np.ndarray, protos: np.ndarray, distance: str) -> np.ndarray:
     """The obvious NumPy code: one broadcast distance per prototype, then argmin."""
     return np.stack([NUMPY[distance](x, p) for p in protos], axis=1).argmin(1)
-
-
-def median_seconds(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main() -> None:

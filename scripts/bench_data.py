@@ -14,15 +14,7 @@ import time
 from pathlib import Path
 
 from mnistjax import data
-
-
-def median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+from mnistjax.timing import median_seconds
 
 
 def main() -> None:

@@ -132,9 +132,13 @@ def mnist_sample(ds: Dataset, classes: Iterable[int] = (3, 7)) -> Sample:
 
 def as_float(images: np.ndarray) -> "jax.Array":
     """uint8 images (..., 28, 28) → float32 in [0, 1] on the default device, as the book's ``.float()/255``."""
+    import chex
     import jax.numpy as jnp
 
     images = np.asarray(images)
     if images.dtype != np.uint8:
         raise MnistjaxError(f"images: expected uint8 pixels 0..255, got {images.dtype}")
-    return jnp.asarray(images, jnp.float32) / 255.0
+    out = jnp.asarray(images, jnp.float32) / 255.0
+    chex.assert_type(out, jnp.float32)
+    chex.assert_shape(out, (..., 28, 28))
+    return out
