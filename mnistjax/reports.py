@@ -6,13 +6,18 @@ import os
 import time
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
-import optax
 import numpy as np
+import optax
 
-from mnistjax import data, metrics
+from mnistjax import checkpoint, data, losses, metrics, models
 from mnistjax.distances import DISTANCES, mnist_distance
+from mnistjax.errors import MnistjaxError, TrainingDiverged
 from mnistjax.prototypes import classify, fit_prototypes
+from mnistjax.sgd import (descend, diverged, fit_loss, first_step_within, init_params, lstsq_quadratic, quadratic,
+                          roller_coaster, sgd)
+from mnistjax.training import Learner, data_from, fit, init, predict
 
 # The book's numbers for pixel similarity on MNIST_SAMPLE (L1 distance; a_3 = threes[1]).
 BOOK_BASELINE = {
@@ -109,10 +114,6 @@ def square(x):
 def learning_rates(x0: float = -1.5, steps: int = 10, figures: str | os.PathLike | None = None) -> dict:
     """Descents of x² from ``x0`` for a too-low, a good, a bouncing and a diverging learning rate,
     all four in one ``vmap``ped, compiled call."""
-    import jax
-
-    from mnistjax.sgd import descend, diverged, sgd
-
     lrs = jnp.array(list(LR_CASES.values()))
     runs = jax.jit(jax.vmap(lambda lr: descend(square, jnp.float32(x0), sgd(lr), steps)))(lrs)
     flags = np.asarray(diverged(runs.loss))
@@ -138,12 +139,6 @@ def sgd_example(seed: int = 42, steps: int = 10, lr: float = 1e-5, long_steps: i
                    figures: str | os.PathLike | None = None) -> dict:
     """The end-to-end SGD example: fit a·t² + b·t + c to noisy speeds, as the book does, then
     measure it against least squares, a better-conditioned variant, and a learning-rate sweep."""
-    import jax
-    import optax
-
-    from mnistjax.sgd import (descend, diverged, fit_loss, first_step_within, init_params, lstsq_quadratic, quadratic,
-                              roller_coaster, sgd)
-
     key_data, key_init = jax.random.split(jax.random.key(seed))
     t, speed = roller_coaster(key_data)
     params = init_params(key_init, (3,))
@@ -234,12 +229,6 @@ def train(ds: data.Dataset, model: str = "simple_net", classes: tuple[int, ...] 
     "onecycle" (warm up to ``lr``, then cosine down, over the whole run). Raises TrainingDiverged (with the
     report so far in ``.result``) when the loss goes non-finite.
     """
-    import jax
-
-    from mnistjax import checkpoint, losses, models
-    from mnistjax.errors import MnistjaxError, TrainingDiverged
-    from mnistjax.training import Learner, data_from, fit, init, predict
-
     loss = loss or ("mnist_loss" if len(classes) == 2 else "cross_entropy")
     if loss == "mnist_loss" and len(classes) != 2:
         raise MnistjaxError(f"--loss mnist_loss: needs exactly two classes, got {len(classes)}; use cross_entropy")
@@ -290,8 +279,6 @@ def train(ds: data.Dataset, model: str = "simple_net", classes: tuple[int, ...] 
 
 
 def _training_figures(folder: Path, r: dict, task, logits, pred, d, names, k_wrong: int = 16) -> None:
-    import jax
-
     from mnistjax import plots
 
     folder.mkdir(parents=True, exist_ok=True)
