@@ -59,3 +59,10 @@ def test_corrupt_data_dir_is_one_line(tmp_path, tiny):
 def test_env_var_names_the_data_dir(mnist_dir):
     out = json.loads(mnistjax("data", "info", "--json", env={"MNISTJAX_DATA": str(mnist_dir)}, check_rc=0).stdout)
     assert out["source"] == str(mnist_dir)
+
+
+def test_run_is_the_chapter_in_one_table():
+    out = json.loads(mnistjax("run", "--dataset", "tiny", "--json", check_rc=0).stdout)
+    assert out["dataset"] == "tiny"
+    assert [s["step"].split()[0] for s in out["steps"]] == ["pixel", "linear", "simple_net", "cnn"]
+    assert all(0.9 < s["accuracy"] <= 1 and s["book"] > 0.95 for s in out["steps"])
