@@ -76,8 +76,7 @@ def _baseline_figures(folder: Path, sample: data.Sample, protos, cm, names, dist
 
     folder.mkdir(parents=True, exist_ok=True)
     plots.show_image(np.asarray(protos), [f"ideal {n}" for n in names], path=folder / "prototypes.png")
-    first = sample.train.images[1]
-    plots.pixel_grid(first, path=folder / "pixels.png")
+    plots.pixel_grid(sample.train.images[1], path=folder / "pixels.png")  # the book's im3 = threes[1]
     plots.confusion_figure(cm, names, f"nearest mean ({distance}), validation", path=folder / "confusion.png")
 
 

@@ -7,7 +7,6 @@ Everything is a function of explicit state: params, optimizer state, a PRNG key 
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from functools import partial
@@ -30,13 +29,12 @@ __all__ = ["BasicOptim", "Data", "FitResult", "Learner", "batch_indices", "calc_
 
 class Data(NamedTuple):
     """Train and validation arrays on the device. x: (N, 28, 28) float32 in [0, 1]; y: (N,) int32
-    class indices (positions in ``classes``, so for 3 vs 7: 3 -> 0, 7 -> 1)."""
+    class indices (positions in the sample's classes, so for 3 vs 7: 3 -> 0, 7 -> 1)."""
 
     x_train: jax.Array
     y_train: jax.Array
     x_valid: jax.Array
     y_valid: jax.Array
-    classes: tuple[int, ...]
 
 
 def data_from(sample: mdata.Sample) -> Data:
@@ -44,7 +42,7 @@ def data_from(sample: mdata.Sample) -> Data:
     lookup = np.full(max(sample.classes) + 1, -1, np.int32)
     lookup[list(sample.classes)] = np.arange(len(sample.classes))
     return Data(mdata.as_float(sample.train.images), jnp.asarray(lookup[sample.train.labels]),
-                mdata.as_float(sample.valid.images), jnp.asarray(lookup[sample.valid.labels]), tuple(sample.classes))
+                mdata.as_float(sample.valid.images), jnp.asarray(lookup[sample.valid.labels]))
 
 
 class Learner(NamedTuple):
@@ -99,6 +97,7 @@ def train_epoch(params, opt_state, key, learner: Learner):
     return params, opt_state, total / count
 
 
+@partial(jax.jit, static_argnames=("model", "chunk"))
 def predict(params, x: jax.Array, model: Model, chunk: int = 1000) -> jax.Array:
     """Logits for many images, ``chunk`` at a time to bound memory: (N, 28, 28) -> (N,) or (N, K)."""
     n = x.shape[0]
@@ -109,7 +108,7 @@ def predict(params, x: jax.Array, model: Model, chunk: int = 1000) -> jax.Array:
 
 
 def validate_epoch(params, learner: Learner) -> dict[str, jax.Array]:
-    """Validation loss and accuracy of ``params``, plus the predicted class index of every image."""
+    """Validation loss and accuracy of ``params``: {"valid_loss": (), "valid_accuracy": ()}."""
     d = learner.data
     logits = predict(params, d.x_valid, learner.model)
     pred = learner.task.predict(logits)
@@ -152,14 +151,15 @@ def fit(learner: Learner, epochs: int, key: jax.Array, *, params=None, opt_state
     to resume. With ``n_models``, params, opt_state and key carry a leading axis of that many
     models, trained together in one vmapped call (see ``init_many``). ``on_epoch(epoch, params,
     opt_state, history)`` runs after each epoch (checkpoints). A non-finite training loss stops
-    the run and keeps the last finite params.
+    a single-model run and keeps the last finite params; with ``n_models`` the others train on and
+    the history shows the non-finite losses.
     """
     from tqdm.auto import tqdm
 
     if params is None:
         params, opt_state = init_many(learner, key) if n_models else init(learner, key)
     history = list(history or [])
-    d = learner.data._replace(classes=())
+    d = learner.data
     shuffle_key = jax.vmap(shuffle_key_of)(key) if n_models else shuffle_key_of(key)
     epoch_fn = _compiled_epoch(learner, n_models)
     t0 = time.perf_counter()

@@ -71,7 +71,10 @@ def test_torch_default_init_bounds():
 def test_shuffle_covers_every_example_once(n, b, drop):
     full, rest = batch_indices(jax.random.key(1), n, b, drop)
     seen = np.concatenate([np.asarray(full).ravel(), np.asarray(rest)])
-    assert sorted(seen) == list(range(n if not drop else (n // b) * b)) or (drop and len(set(seen)) == len(seen))
+    assert len(set(seen.tolist())) == len(seen) == ((n // b) * b if drop else n)  # no repeats, nothing lost
+    assert set(seen.tolist()) <= set(range(n))
+    if not drop:
+        assert sorted(seen.tolist()) == list(range(n))
     assert full.shape == (n // b, b) and rest.shape == ((0,) if drop else (n % b,))
     other, _ = batch_indices(jax.random.key(2), n, b, drop)
     assert n < b or not np.array_equal(full, other)  # a new key, a new order

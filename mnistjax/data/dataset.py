@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, NamedTuple
+from typing import TYPE_CHECKING, Iterable, NamedTuple
 
 import numpy as np
 
 from mnistjax.errors import MnistjaxError
+
+if TYPE_CHECKING:  # jax is imported lazily: `mnistjax data info` should not pay for it
+    import jax
 
 DIGITS = tuple(str(d) for d in range(10))
 
