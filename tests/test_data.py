@@ -151,3 +151,13 @@ def test_labels_csv_must_match_the_folders(tmp_path, tiny):
     (root / "labels.csv").write_text("\n".join(rows[:-1]))
     with pytest.raises(MnistjaxError, match="labels.csv: lists 39 images, the folders hold 40"):
         data.load_folders(root, None)
+
+
+def test_corrupt_cache_file_is_rebuilt(tmp_path, tiny):
+    root = _mini_folders(tmp_path / "d", tiny, ("train", "valid"))
+    first = data.load_folders(root, tmp_path / "c")
+    (cached,) = (tmp_path / "c" / "folders").iterdir()
+    cached.write_bytes(b"truncated")
+    again = data.load_folders(root, tmp_path / "c")
+    np.testing.assert_array_equal(first.train.images, again.train.images)
+    assert cached.stat().st_size > 1000  # rewritten

@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import sys
+import zipfile
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -143,6 +144,17 @@ def _decode_all(root: Path, files: dict[str, list[tuple[str, str]]], workers: in
     return out
 
 
+def _read_cache(cache: Path, files: dict) -> dict[str, np.ndarray] | None:
+    """The cached arrays, or None when there are none or they do not fit (then they are rebuilt)."""
+    try:
+        with np.load(cache) as z:
+            images = {s: z[s] for s in files}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    ok = all(images[s].shape == (len(items), *SIZE) and images[s].dtype == np.uint8 for s, items in files.items())
+    return images if ok else None
+
+
 def _default_workers() -> int:
     cores = os.cpu_count() or 1
     return 1 if cores <= 2 else min(cores, 8)
@@ -164,10 +176,8 @@ def load_folders(root: str | os.PathLike, cache_dir: str | os.PathLike | None = 
     names = sorted({cls for items in files.values() for cls, _ in items})
     classes = DIGITS if all(n in DIGITS for n in names) else tuple(names)
     cache = Path(cache_dir) / "folders" / f"{_cache_key(root, files)}.npz" if cache_dir else None
-    if cache is not None and cache.is_file():
-        with np.load(cache) as z:
-            images = {s: z[s] for s in files}
-    else:
+    images = _read_cache(cache, files) if cache is not None else None
+    if images is None:
         images = _decode_all(root, files, workers or _default_workers())
         if cache is not None:
             buf = io.BytesIO()
