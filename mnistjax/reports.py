@@ -81,16 +81,16 @@ def _baseline_figures(folder: Path, sample: data.Sample, protos, cm, names, dist
 
 
 def baseline_table(r: dict) -> str:
-    """The baseline as a table: class, our accuracy, the book's."""
+    """The baseline as a table: class, our accuracy, the book's (where the book has one)."""
     book = r.get("book", {}) if r["distance"] == "l1" else {}
-    ref = book.get("per_class_accuracy", {})
+    ref = lambda v: f"{v:8.4f}" if v is not None else f"{'—':>8}"  # noqa: E731
     lines = [f"pixel similarity ({r['distance']}) on {r['dataset']}: {r['n_valid']} validation images",
              f"{'':>18} {'ours':>8} {'book':>8}"]
-    lines += [f"{'accuracy ' + n:>18} {a:8.4f} {ref.get(n, float('nan')):8.4f}" for n, a in r["per_class_accuracy"].items()]
-    lines.append(f"{'balanced':>18} {r['balanced_accuracy']:8.4f} {book.get('balanced_accuracy', float('nan')):8.4f}")
+    lines += [f"{'accuracy ' + n:>18} {a:8.4f} {ref(book.get('per_class_accuracy', {}).get(n))}"
+              for n, a in r["per_class_accuracy"].items()]
+    lines.append(f"{'balanced':>18} {r['balanced_accuracy']:8.4f} {ref(book.get('balanced_accuracy'))}")
     lines.append(f"{'accuracy':>18} {r['accuracy']:8.4f}")
-    for key, v in r.get("a_3_distances", {}).items():
-        lines.append(f"{'a_3 ' + key:>18} {v:8.4f} {book.get('a_3_distances', {}).get(key, float('nan')):8.4f}")
+    lines += [f"{'a_3 ' + k:>18} {v:8.4f} {ref(book.get('a_3_distances', {}).get(k))}" for k, v in r.get("a_3_distances", {}).items()]
     return "\n".join(lines)
 
 
