@@ -40,7 +40,23 @@ def _data_options() -> argparse.ArgumentParser:
     g.add_argument("--mirror", action="append", metavar="URL",
                    help="MNIST mirror to download from, repeatable, tried in order (default: $MNISTJAX_MIRRORS or built-in list)")
     common.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of a table")
+    c = common.add_argument_group("compilation")
+    c.add_argument("--compile-cache", metavar="DIR",
+                   help="JAX's persistent compilation cache (default: $MNISTJAX_COMPILE_CACHE or <cache-dir>/xla)")
+    c.add_argument("--no-compile-cache", action="store_true", help="compile everything afresh, keep nothing")
     return common
+
+
+def use_compile_cache(args: argparse.Namespace) -> None:
+    """Point JAX's persistent compilation cache at a folder, so a second run skips XLA compiles."""
+    if args.no_compile_cache:
+        return
+    import jax
+
+    folder = args.compile_cache or os.environ.get("MNISTJAX_COMPILE_CACHE") or data.cache_dir(args.cache_dir) / "xla"
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def load_data(args: argparse.Namespace) -> data.Dataset:
@@ -97,8 +113,17 @@ def cmd_train(args: argparse.Namespace) -> None:
     from mnistjax import reports
 
     ds = load_data(args)
+    classes = data.parse_classes(args.classes, ds.classes)
+    if args.seeds or args.lrs:
+        if args.checkpoint_dir or args.figures or args.schedule != "constant":
+            raise MnistjaxError("--seeds/--lrs: train several models at once; --checkpoint-dir, --figures and "
+                                "--schedule work with one run")
+        r = reports.train_many(ds, args.model, classes, args.epochs, args.lr, args.batch_size, args.opt,
+                               args.seeds or [args.seed], args.lrs, args.loss, progress=not args.json)
+        emit(args, r, reports.train_many_table(r))
+        return
     try:
-        r = reports.train(ds, args.model, data.parse_classes(args.classes, ds.classes), args.epochs, args.lr,
+        r = reports.train(ds, args.model, classes, args.epochs, args.lr,
                           args.batch_size, args.opt, args.seed, args.loss, args.schedule, args.checkpoint_dir,
                           args.checkpoint_every, args.resume, args.figures, progress=not args.json)
     except TrainingDiverged as e:
@@ -124,6 +149,17 @@ def cmd_run(args: argparse.Namespace) -> None:
              f"{'step':<32} {'ours':>8} {'book':>8} {'seconds':>8}"]
     table += [f"{s['step']:<32} {s['accuracy']:8.4f} {s['book']:8.4f} {s['seconds']:8.2f}" for s in steps]
     emit(args, {"dataset": ds.name, "steps": steps}, "\n".join(table))
+
+
+def _numbers(kind):
+    """An argparse type for a comma list of numbers."""
+    def parse(text: str):
+        try:
+            return [kind(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma list of {kind.__name__}s, got {text!r}") from None
+    parse.__name__ = f"{kind.__name__} list"
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", choices=["mnist_loss", "cross_entropy"],
                    help="default: the book's mnist_loss for two classes, cross_entropy otherwise")
     p.add_argument("--seed", type=int, default=0, help="PRNG seed for init and shuffling")
+    p.add_argument("--seeds", type=_numbers(int), metavar="S,S,...", help="train one model per seed, all in one vmapped call")
+    p.add_argument("--lrs", type=_numbers(float), metavar="X,X,...", help="train one model per learning rate, in one vmapped call")
     p.add_argument("--checkpoint-dir", metavar="DIR", help="save params, optimizer state, key and epoch here")
     p.add_argument("--checkpoint-every", type=int, default=1, metavar="N", help="epochs between checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir")
@@ -173,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        use_compile_cache(args)
         args.func(args)
         return 0
     except MnistjaxError as e:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -17,7 +19,7 @@ from mnistjax.errors import MnistjaxError, TrainingDiverged
 from mnistjax.prototypes import classify, fit_prototypes
 from mnistjax.sgd import (descend, diverged, fit_loss, first_step_within, init_params, lstsq_quadratic, quadratic,
                           roller_coaster, sgd)
-from mnistjax.training import Learner, data_from, fit, init, predict
+from mnistjax.training import Learner, data_from, fit, init, init_many, predict
 
 # The book's numbers for pixel similarity on MNIST_SAMPLE (L1 distance; a_3 = threes[1]).
 BOOK_BASELINE = {
@@ -203,8 +205,7 @@ def sgd_example_table(r: dict) -> str:
 
 # The book's results on MNIST_SAMPLE (3 vs 7), for the tables.
 BOOK_TRAINING = {"linear": 0.9785, "simple_net": 0.9828, "cnn": 0.9971}
-OPTIMIZERS = {"sgd": lambda lr: optax.sgd(lr), "momentum": lambda lr: optax.sgd(lr, momentum=0.9),
-              "adam": lambda lr: optax.adam(lr)}
+OPTIMIZERS = {"sgd": optax.sgd, "momentum": partial(optax.sgd, momentum=0.9), "adam": optax.adam}
 SCHEDULES = ("constant", "onecycle")
 
 # The chapter's runs on 3 vs 7, as ``mnistjax run`` and scripts/results.py make them.
@@ -214,6 +215,23 @@ CHAPTER_RUNS = {
     "cnn": {"model": "cnn", "epochs": 6, "lr": 3e-3, "opt": "adam", "schedule": "onecycle", "batch_size": 64,
             "loss": "cross_entropy"},
 }
+
+
+def _learner(ds: data.Dataset, model: str, classes: tuple[int, ...], epochs: int, lr: float, batch_size: int,
+             opt: str, loss: str | None, schedule: str, sweep: bool = False) -> tuple[Learner, str]:
+    """The Learner for a CLI-style configuration, and the loss name it uses. ``sweep``: the learning
+    rate becomes an injected hyperparameter, so models trained together can each have their own."""
+    loss = loss or ("mnist_loss" if len(classes) == 2 else "cross_entropy")
+    if loss == "mnist_loss" and len(classes) != 2:
+        raise MnistjaxError(f"--loss mnist_loss: needs exactly two classes, got {len(classes)}; use cross_entropy")
+    if epochs < 1 or batch_size < 1 or not lr > 0:
+        raise MnistjaxError(f"--epochs {epochs} --batch-size {batch_size} --lr {lr}: expected positive numbers")
+    task = losses.binary if loss == "mnist_loss" else losses.multiclass._replace(n_out=len(classes))
+    d = data_from(data.mnist_sample(ds, classes))
+    steps = epochs * -(-int(d.x_train.shape[0]) // batch_size)
+    rate = optax.cosine_onecycle_schedule(steps, lr) if schedule == "onecycle" else lr
+    optimizer = optax.inject_hyperparams(OPTIMIZERS[opt])(learning_rate=rate) if sweep else OPTIMIZERS[opt](rate)
+    return Learner(models.build(model, task.n_out), task, optimizer, d, batch_size), loss
 
 
 def train(ds: data.Dataset, model: str = "simple_net", classes: tuple[int, ...] = (3, 7), epochs: int = 40,
@@ -228,16 +246,9 @@ def train(ds: data.Dataset, model: str = "simple_net", classes: tuple[int, ...] 
     "onecycle" (warm up to ``lr``, then cosine down, over the whole run). Raises TrainingDiverged (with the
     report so far in ``.result``) when the loss goes non-finite.
     """
-    loss = loss or ("mnist_loss" if len(classes) == 2 else "cross_entropy")
-    if loss == "mnist_loss" and len(classes) != 2:
-        raise MnistjaxError(f"--loss mnist_loss: needs exactly two classes, got {len(classes)}; use cross_entropy")
-    if epochs < 1 or batch_size < 1 or not lr > 0:
-        raise MnistjaxError(f"--epochs {epochs} --batch-size {batch_size} --lr {lr}: expected positive numbers")
-    task = losses.binary if loss == "mnist_loss" else losses.multiclass._replace(n_out=len(classes))
-    d = data_from(data.mnist_sample(ds, classes))
-    steps = epochs * -(-int(d.x_train.shape[0]) // batch_size)
-    rate = optax.cosine_onecycle_schedule(steps, lr) if schedule == "onecycle" else lr
-    learner = Learner(models.build(model, task.n_out), task, OPTIMIZERS[opt](rate), d, batch_size)
+    learner, loss = _learner(ds, model, classes, epochs, lr, batch_size, opt, loss, schedule)
+    d = learner.data
+    task = learner.task
     key = jax.random.key(seed)
     config = {"model": model, "classes": list(classes), "loss": loss, "opt": opt, "lr": lr, "schedule": schedule,
               "batch_size": batch_size, "seed": seed, "dataset": ds.name}
@@ -275,6 +286,39 @@ def train(ds: data.Dataset, model: str = "simple_net", classes: tuple[int, ...] 
         err.result = result
         raise err
     return result
+
+
+def train_many(ds: data.Dataset, model: str = "simple_net", classes: tuple[int, ...] = (3, 7), epochs: int = 40,
+               lr: float = 0.1, batch_size: int = 256, opt: str = "sgd", seeds: list[int] = (0,),
+               lrs: list[float] | None = None, loss: str | None = None, progress: bool = True) -> dict:
+    """K models trained together in one vmapped, compiled call per epoch: one per seed, or one per
+    learning rate (with the first seed, or seeds paired with rates). Reports each run and mean ± std."""
+    seeds, lrs = list(seeds), list(lrs or [lr] * len(seeds))
+    if len(seeds) == 1:
+        seeds *= len(lrs)
+    if len(seeds) != len(lrs) or any(not r > 0 for r in lrs):
+        raise MnistjaxError(f"--seeds {seeds} --lrs {lrs}: expected one seed, or as many seeds as positive rates")
+    learner, loss = _learner(ds, model, classes, epochs, lrs[0], batch_size, opt, loss, "constant", sweep=True)
+    keys = jnp.stack([jax.random.key(s) for s in seeds])
+    params, state = init_many(learner, keys, jnp.asarray(lrs))
+    r = fit(learner, epochs, keys, params=params, opt_state=state, n_models=len(seeds), progress=progress)
+    runs = [{"seed": seed, "lr": rate, "valid_accuracy": r.history[-1]["valid_accuracy"][i],
+             "history": [{k: v if k == "epoch" else v[i] for k, v in row.items()} for row in r.history]}
+            for i, (seed, rate) in enumerate(zip(seeds, lrs))]
+    accs = [run["valid_accuracy"] for run in runs]
+    return {"dataset": ds.name, "model": model, "classes": [ds.classes[c] for c in classes], "loss": loss, "opt": opt,
+            "batch_size": batch_size, "epochs": epochs, "n_models": len(runs), "runs": runs,
+            "valid_accuracy_mean": statistics.mean(accs), "valid_accuracy_std": statistics.pstdev(accs),
+            "compile_seconds": round(r.compile_seconds, 3), "train_seconds": round(r.train_seconds, 3)}
+
+
+def train_many_table(r: dict) -> str:
+    lines = [f"{r['n_models']} x {r['model']} on {r['dataset']} ({', '.join(r['classes'])}), {r['opt']}, "
+             f"{r['epochs']} epochs, trained together in one vmapped call", f"{'seed':>6} {'lr':>10} {'accuracy':>9}"]
+    lines += [f"{run['seed']:>6} {run['lr']:>10g} {run['valid_accuracy']:9.4f}" for run in r["runs"]]
+    lines.append(f"mean {r['valid_accuracy_mean']:.4f} ± {r['valid_accuracy_std']:.4f}; "
+                 f"compile {r['compile_seconds']:.2f} s, train {r['train_seconds']:.2f} s")
+    return "\n".join(lines)
 
 
 def _training_figures(folder: Path, r: dict, task, logits, pred, d, names, k_wrong: int = 16) -> None:

@@ -211,3 +211,35 @@ def test_mnist_loss_needs_two_classes():
     with pytest.raises(MnistjaxError, match="needs exactly two classes"):
         from mnistjax import reports
         reports.train(data.load_tiny(), "linear", (1, 2, 3), loss="mnist_loss", progress=False)
+
+
+def test_cli_seeds_and_lrs_train_together():
+    out = json.loads(run_cli("train", "--dataset", "tiny", "--seeds", "0,1,2", "--epochs", "2", "--json").stdout)
+    assert out["n_models"] == 3 and [r["seed"] for r in out["runs"]] == [0, 1, 2]
+    accs = [r["valid_accuracy"] for r in out["runs"]]
+    assert out["valid_accuracy_mean"] == pytest.approx(np.mean(accs)) and out["valid_accuracy_std"] == pytest.approx(np.std(accs))
+    alone = json.loads(run_cli("train", "--dataset", "tiny", "--seed", "1", "--epochs", "2", "--json").stdout)
+    assert out["runs"][1]["valid_accuracy"] == pytest.approx(alone["valid_accuracy"], abs=2e-3)
+    sweep = json.loads(run_cli("train", "--dataset", "tiny", "--model", "linear", "--lrs", "0.0001,1", "--epochs", "2",
+                               "--json").stdout)
+    assert [r["lr"] for r in sweep["runs"]] == [0.0001, 1.0]
+    assert sweep["runs"][0]["valid_accuracy"] < sweep["runs"][1]["valid_accuracy"]
+
+
+@pytest.mark.parametrize("args,message", [(["--lrs", "0.1,x"], "expected a comma list of floats"),
+                                          (["--seeds", "0,1", "--figures", "f"], "work with one run"),
+                                          (["--seeds", "0,1", "--lrs", "0.1,0.2,0.3"], "as many seeds as")])
+def test_cli_sweep_errors(args, message):
+    proc = run_cli("train", "--dataset", "tiny", "--epochs", "1", *args, check_rc=2)
+    assert message in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_persistent_compile_cache_is_used_and_can_be_turned_off(tmp_path):
+    args = ["train", "--dataset", "tiny", "--epochs", "1", "--json", "--compile-cache", str(tmp_path / "xla")]
+    run_cli(*args)
+    entries = sorted(p.name for p in (tmp_path / "xla").iterdir())
+    assert entries
+    run_cli(*args)
+    assert sorted(p.name for p in (tmp_path / "xla").iterdir()) == entries  # all reused, nothing compiled anew
+    run_cli("train", "--dataset", "tiny", "--epochs", "1", "--no-compile-cache", "--compile-cache", str(tmp_path / "off"))
+    assert not (tmp_path / "off").exists()
