@@ -23,8 +23,8 @@ from mnistjax.losses import Task
 from mnistjax.models import Model
 from mnistjax.sgd import sgd as BasicOptim  # noqa: N812 — the book's name for the hand-written step
 
-__all__ = ["BasicOptim", "Data", "FitResult", "Learner", "batch_indices", "calc_grad", "data_from", "fit",
-           "predict", "train_epoch", "train_step", "validate_epoch"]
+__all__ = ["BasicOptim", "Data", "FitResult", "Learner", "batch_indices", "calc_grad", "data_from", "fit", "init",
+           "init_many", "predict", "random_shift", "train_epoch", "train_step", "validate_epoch"]
 
 
 class Data(NamedTuple):
@@ -50,6 +50,7 @@ class Learner(NamedTuple):
 
     model: (init, apply); task: loss and prediction rule; optimizer: any optax GradientTransformation.
     drop_last: drop the last partial batch of each epoch (default: train on it too, as the book's DataLoader).
+    augment: None, or ``(key, xb) -> xb`` applied to every training batch (e.g. ``random_shift(2)``).
     """
 
     model: Model
@@ -58,6 +59,7 @@ class Learner(NamedTuple):
     data: Data
     batch_size: int = 256
     drop_last: bool = False
+    augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None
 
 
 def calc_grad(params, xb, yb, model: Model, loss: Callable) -> tuple[jax.Array, chex.ArrayTree]:
@@ -70,6 +72,17 @@ def train_step(params, opt_state, xb, yb, learner: Learner):
     loss, grads = calc_grad(params, xb, yb, learner.model, learner.task.loss)
     updates, opt_state = learner.optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
+
+
+def random_shift(max_shift: int = 2) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """Augmentation: move each image by up to ``max_shift`` pixels in x and y (zeros shift in)."""
+    def shift(key, xb):
+        s = max_shift
+        padded = jnp.pad(xb, ((0, 0), (s, s), (s, s)))
+        offsets = jax.random.randint(key, (xb.shape[0], 2), 0, 2 * s + 1)
+        return jax.vmap(lambda im, o: jax.lax.dynamic_slice(im, o, xb.shape[1:]))(padded, offsets)
+
+    return shift
 
 
 def batch_indices(key: jax.Array, n: int, batch_size: int, drop_last: bool = False) -> tuple[jax.Array, jax.Array]:
@@ -85,14 +98,19 @@ def train_epoch(params, opt_state, key, learner: Learner):
     d = learner.data
     full, rest = batch_indices(key, d.x_train.shape[0], learner.batch_size, learner.drop_last)
 
-    def step(carry, idx):
-        params, opt_state, loss = train_step(*carry, d.x_train[idx], d.y_train[idx], learner)
+    def batch(idx, i):
+        xb = d.x_train[idx]
+        return xb if learner.augment is None else learner.augment(jax.random.fold_in(key, i), xb)
+
+    def step(carry, idx_i):
+        idx, i = idx_i
+        params, opt_state, loss = train_step(*carry, batch(idx, i), d.y_train[idx], learner)
         return (params, opt_state), loss
 
-    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), full)
+    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (full, jnp.arange(full.shape[0])))
     total, count = losses.sum() * learner.batch_size, full.size
     if rest.shape[0]:
-        params, opt_state, loss = train_step(params, opt_state, d.x_train[rest], d.y_train[rest], learner)
+        params, opt_state, loss = train_step(params, opt_state, batch(rest, full.shape[0]), d.y_train[rest], learner)
         total, count = total + loss * rest.shape[0], count + rest.shape[0]
     return params, opt_state, total / count
 

@@ -243,3 +243,22 @@ def test_persistent_compile_cache_is_used_and_can_be_turned_off(tmp_path):
     assert sorted(p.name for p in (tmp_path / "xla").iterdir()) == entries  # all reused, nothing compiled anew
     run_cli("train", "--dataset", "tiny", "--epochs", "1", "--no-compile-cache", "--compile-cache", str(tmp_path / "off"))
     assert not (tmp_path / "off").exists()
+
+
+def test_random_shift_moves_images_and_keeps_shape():
+    from mnistjax.training import random_shift
+
+    x = jnp.zeros((4, 28, 28)).at[:, 14, 14].set(1.0)
+    out = random_shift(2)(jax.random.key(0), x)
+    chex.assert_shape(out, (4, 28, 28))
+    rows, cols = np.nonzero(np.asarray(out).sum(0))
+    assert np.asarray(out).sum() == 4 and all(12 <= r <= 16 for r in rows) and all(12 <= c <= 16 for c in cols)
+    np.testing.assert_array_equal(out, random_shift(2)(jax.random.key(0), x))
+
+
+def test_augmented_training_learns(d37):
+    from mnistjax.training import random_shift
+
+    r = fit(Learner(models.simple_net(), losses.binary, optax.sgd(0.1), d37, augment=random_shift(1)), 5,
+            jax.random.key(0), progress=False)
+    assert r.history[-1]["valid_accuracy"] > 0.9
