@@ -115,16 +115,16 @@ def cmd_train(args: argparse.Namespace) -> None:
     ds = load_data(args)
     classes = data.parse_classes(args.classes, ds.classes)
     if args.seeds or args.lrs:
-        if args.checkpoint_dir or args.figures or args.schedule != "constant":
-            raise MnistjaxError("--seeds/--lrs: train several models at once; --checkpoint-dir, --figures and "
-                                "--schedule work with one run")
+        if args.checkpoint_dir or args.figures or args.schedule != "constant" or args.augment:
+            raise MnistjaxError("--seeds/--lrs: train several models at once; --checkpoint-dir, --figures, "
+                                "--schedule and --augment work with one run")
         r = reports.train_many(ds, args.model, classes, args.epochs, args.lr, args.batch_size, args.opt,
                                args.seeds or [args.seed], args.lrs, args.loss, progress=not args.json)
         emit(args, r, reports.train_many_table(r))
         return
     try:
         r = reports.train(ds, args.model, classes, args.epochs, args.lr,
-                          args.batch_size, args.opt, args.seed, args.loss, args.schedule, args.checkpoint_dir,
+                          args.batch_size, args.opt, args.seed, args.loss, args.schedule, args.augment, args.checkpoint_dir,
                           args.checkpoint_every, args.resume, args.figures, progress=not args.json)
     except TrainingDiverged as e:
         emit(args, e.result, reports.train_table(e.result))
@@ -188,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opt", choices=["sgd", "momentum", "adam"], default="sgd")
     p.add_argument("--schedule", choices=["constant", "onecycle"], default="constant",
                    help="learning rate: constant, or one cycle (warm-up, then cosine decay) peaking at --lr")
+    p.add_argument("--augment", type=int, default=0, metavar="PX",
+                   help="shift each training image by up to PX pixels, a fresh shift every epoch (default 0: none)")
     p.add_argument("--loss", choices=["mnist_loss", "cross_entropy"],
                    help="default: the book's mnist_loss for two classes, cross_entropy otherwise")
     p.add_argument("--seed", type=int, default=0, help="PRNG seed for init and shuffling")

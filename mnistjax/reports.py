@@ -19,7 +19,7 @@ from mnistjax.errors import MnistjaxError, TrainingDiverged
 from mnistjax.prototypes import classify, fit_prototypes
 from mnistjax.sgd import (descend, diverged, fit_loss, first_step_within, init_params, lstsq_quadratic, quadratic,
                           roller_coaster, sgd)
-from mnistjax.training import Learner, data_from, fit, init, init_many, predict
+from mnistjax.training import Learner, data_from, fit, init, init_many, predict, random_shift
 
 # The book's numbers for pixel similarity on MNIST_SAMPLE (L1 distance; a_3 = threes[1]).
 BOOK_BASELINE = {
@@ -218,40 +218,43 @@ CHAPTER_RUNS = {
 
 
 def _learner(ds: data.Dataset, model: str, classes: tuple[int, ...], epochs: int, lr: float, batch_size: int,
-             opt: str, loss: str | None, schedule: str, sweep: bool = False) -> tuple[Learner, str]:
+             opt: str, loss: str | None, schedule: str, augment: int = 0, sweep: bool = False) -> tuple[Learner, str]:
     """The Learner for a CLI-style configuration, and the loss name it uses. ``sweep``: the learning
     rate becomes an injected hyperparameter, so models trained together can each have their own."""
     loss = loss or ("mnist_loss" if len(classes) == 2 else "cross_entropy")
     if loss == "mnist_loss" and len(classes) != 2:
         raise MnistjaxError(f"--loss mnist_loss: needs exactly two classes, got {len(classes)}; use cross_entropy")
-    if epochs < 1 or batch_size < 1 or not lr > 0:
-        raise MnistjaxError(f"--epochs {epochs} --batch-size {batch_size} --lr {lr}: expected positive numbers")
+    if epochs < 1 or batch_size < 1 or not lr > 0 or augment < 0:
+        raise MnistjaxError(f"--epochs {epochs} --batch-size {batch_size} --lr {lr} --augment {augment}: "
+                            "expected positive numbers (augment: 0 or more pixels)")
     task = losses.binary if loss == "mnist_loss" else losses.multiclass._replace(n_out=len(classes))
     d = data_from(data.mnist_sample(ds, classes))
     steps = epochs * -(-int(d.x_train.shape[0]) // batch_size)
     rate = optax.cosine_onecycle_schedule(steps, lr) if schedule == "onecycle" else lr
     optimizer = optax.inject_hyperparams(OPTIMIZERS[opt])(learning_rate=rate) if sweep else OPTIMIZERS[opt](rate)
-    return Learner(models.build(model, task.n_out), task, optimizer, d, batch_size), loss
+    shift = random_shift(augment) if augment else None
+    return Learner(models.build(model, task.n_out), task, optimizer, d, batch_size, augment=shift), loss
 
 
 def train(ds: data.Dataset, model: str = "simple_net", classes: tuple[int, ...] = (3, 7), epochs: int = 40,
           lr: float = 0.1, batch_size: int = 256, opt: str = "sgd", seed: int = 0, loss: str | None = None,
-          schedule: str = "constant",
+          schedule: str = "constant", augment: int = 0,
           checkpoint_dir: str | None = None, checkpoint_every: int = 1, resume: bool = False,
           figures: str | os.PathLike | None = None, progress: bool = True) -> dict:
     """Train one model on a class subset and report it (history, accuracy per class, timings).
 
     loss: "mnist_loss" (one logit, two classes only) or "cross_entropy"; default: the book's
     mnist_loss for two classes, cross-entropy otherwise. schedule: "constant" learning rate, or
-    "onecycle" (warm up to ``lr``, then cosine down, over the whole run). Raises TrainingDiverged (with the
+    "onecycle" (warm up to ``lr``, then cosine down, over the whole run). augment: shift training
+    images by up to this many pixels (0: none). Raises TrainingDiverged (with the
     report so far in ``.result``) when the loss goes non-finite.
     """
-    learner, loss = _learner(ds, model, classes, epochs, lr, batch_size, opt, loss, schedule)
+    learner, loss = _learner(ds, model, classes, epochs, lr, batch_size, opt, loss, schedule, augment)
     d = learner.data
     task = learner.task
     key = jax.random.key(seed)
     config = {"model": model, "classes": list(classes), "loss": loss, "opt": opt, "lr": lr, "schedule": schedule,
-              "batch_size": batch_size, "seed": seed, "dataset": ds.name}
+              "augment": augment, "batch_size": batch_size, "seed": seed, "dataset": ds.name}
     start = {}
     if resume:
         if not checkpoint_dir:
