@@ -89,7 +89,7 @@ def conv(p: dict, x: jax.Array, k: int, stride: int) -> jax.Array:
     return patches @ p["w"] + p["b"]
 
 
-def cnn(n_out: int = 10, channels: tuple[int, int] = (16, 32), hidden: int = 64, init: Init = torch_init) -> Model:
+def cnn(n_out: int = 10, channels: tuple[int, int] = (32, 64), hidden: int = 128, init: Init = torch_init) -> Model:
     """A small CNN: conv 5×5 stride 2 -> ReLU -> conv 3×3 stride 2 -> ReLU -> dense -> ReLU -> dense.
 
     28×28 -> 14×14×c1 -> 7×7×c2 -> hidden -> n_out. Strided convolutions instead of pooling: fewer FLOPs.

@@ -212,8 +212,8 @@ SCHEDULES = ("constant", "onecycle")
 CHAPTER_RUNS = {
     "linear": {"model": "linear", "epochs": 20, "lr": 1.0, "opt": "sgd"},
     "simple_net": {"model": "simple_net", "epochs": 40, "lr": 0.1, "opt": "sgd"},
-    "cnn": {"model": "cnn", "epochs": 6, "lr": 3e-3, "opt": "adam", "schedule": "onecycle", "batch_size": 64,
-            "loss": "cross_entropy"},
+    "cnn": {"model": "cnn", "epochs": 4, "lr": 3e-3, "opt": "adam", "schedule": "onecycle", "batch_size": 64,
+            "augment": 2, "loss": "cross_entropy"},
 }
 
 
