@@ -115,16 +115,16 @@ def cmd_train(args: argparse.Namespace) -> None:
     ds = load_data(args)
     classes = data.parse_classes(args.classes, ds.classes)
     if args.seeds or args.lrs:
-        if args.checkpoint_dir or args.figures or args.schedule != "constant" or args.augment:
+        if args.checkpoint_dir or args.figures or args.schedule != "constant" or args.augment or args.devices:
             raise MnistjaxError("--seeds/--lrs: train several models at once; --checkpoint-dir, --figures, "
-                                "--schedule and --augment work with one run")
+                                "--schedule, --augment and --devices work with one run")
         r = reports.train_many(ds, args.model, classes, args.epochs, args.lr, args.batch_size, args.opt,
                                args.seeds or [args.seed], args.lrs, args.loss, progress=not args.json)
         emit(args, r, reports.train_many_table(r))
         return
     try:
-        r = reports.train(ds, args.model, classes, args.epochs, args.lr,
-                          args.batch_size, args.opt, args.seed, args.loss, args.schedule, args.augment, args.checkpoint_dir,
+        r = reports.train(ds, args.model, classes, args.epochs, args.lr, args.batch_size, args.opt, args.seed,
+                          args.loss, args.schedule, args.augment, _devices(args.devices), args.checkpoint_dir,
                           args.checkpoint_every, args.resume, args.figures, progress=not args.json)
     except TrainingDiverged as e:
         emit(args, e.result, reports.train_table(e.result))
@@ -149,6 +149,18 @@ def cmd_run(args: argparse.Namespace) -> None:
              f"{'step':<32} {'ours':>8} {'book':>8} {'seconds':>8}"]
     table += [f"{s['step']:<32} {s['accuracy']:8.4f} {s['book']:8.4f} {s['seconds']:8.2f}" for s in steps]
     emit(args, {"dataset": ds.name, "steps": steps}, "\n".join(table))
+
+
+def _devices(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if text == "all":
+        import jax
+
+        return len(jax.devices())
+    if not text.isdigit() or int(text) < 1:
+        raise MnistjaxError(f"--devices {text!r}: expected a positive number or 'all'")
+    return int(text)
 
 
 def _numbers(kind):
@@ -193,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", choices=["mnist_loss", "cross_entropy"],
                    help="default: the book's mnist_loss for two classes, cross_entropy otherwise")
     p.add_argument("--seed", type=int, default=0, help="PRNG seed for init and shuffling")
+    p.add_argument("--devices", metavar="N|all", help="data parallel: split each batch over N devices (or all)")
     p.add_argument("--seeds", type=_numbers(int), metavar="S,S,...", help="train one model per seed, all in one vmapped call")
     p.add_argument("--lrs", type=_numbers(float), metavar="X,X,...", help="train one model per learning rate, in one vmapped call")
     p.add_argument("--checkpoint-dir", metavar="DIR", help="save params, optimizer state, key and epoch here")

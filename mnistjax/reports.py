@@ -19,7 +19,7 @@ from mnistjax.errors import MnistjaxError, TrainingDiverged
 from mnistjax.prototypes import classify, fit_prototypes
 from mnistjax.sgd import (descend, diverged, fit_loss, first_step_within, init_params, lstsq_quadratic, quadratic,
                           roller_coaster, sgd)
-from mnistjax.training import Learner, data_from, fit, init, init_many, predict, random_shift
+from mnistjax.training import Learner, data_from, data_parallel, fit, init, init_many, predict, random_shift
 
 # The book's numbers for pixel similarity on MNIST_SAMPLE (L1 distance; a_3 = threes[1]).
 BOOK_BASELINE = {
@@ -238,7 +238,7 @@ def _learner(ds: data.Dataset, model: str, classes: tuple[int, ...], epochs: int
 
 def train(ds: data.Dataset, model: str = "simple_net", classes: tuple[int, ...] = (3, 7), epochs: int = 40,
           lr: float = 0.1, batch_size: int = 256, opt: str = "sgd", seed: int = 0, loss: str | None = None,
-          schedule: str = "constant", augment: int = 0,
+          schedule: str = "constant", augment: int = 0, devices: int | None = None,
           checkpoint_dir: str | None = None, checkpoint_every: int = 1, resume: bool = False,
           figures: str | os.PathLike | None = None, progress: bool = True) -> dict:
     """Train one model on a class subset and report it (history, accuracy per class, timings).
@@ -246,10 +246,12 @@ def train(ds: data.Dataset, model: str = "simple_net", classes: tuple[int, ...] 
     loss: "mnist_loss" (one logit, two classes only) or "cross_entropy"; default: the book's
     mnist_loss for two classes, cross-entropy otherwise. schedule: "constant" learning rate, or
     "onecycle" (warm up to ``lr``, then cosine down, over the whole run). augment: shift training
-    images by up to this many pixels (0: none). Raises TrainingDiverged (with the
+    images by up to this many pixels (0: none). devices: split each batch over this many devices
+    (data parallel; None: one device). Raises TrainingDiverged (with the
     report so far in ``.result``) when the loss goes non-finite.
     """
     learner, loss = _learner(ds, model, classes, epochs, lr, batch_size, opt, loss, schedule, augment)
+    learner = learner._replace(mesh=data_parallel(devices) if devices else None)
     d = learner.data
     task = learner.task
     key = jax.random.key(seed)
@@ -278,7 +280,7 @@ def train(ds: data.Dataset, model: str = "simple_net", classes: tuple[int, ...] 
         "per_class_accuracy": {n: _r(a) for n, a in zip(names, per_class)},
         "history": r.history, "diverged_at": r.diverged_at,
         "compile_seconds": round(r.compile_seconds, 3), "train_seconds": round(r.train_seconds, 3),
-        "n_train": int(d.x_train.shape[0]), "n_valid": int(d.x_valid.shape[0]),
+        "n_train": int(d.x_train.shape[0]), "n_valid": int(d.x_valid.shape[0]), "devices": devices or 1,
         "book": BOOK_TRAINING.get(model) if tuple(classes) == (3, 7) else None,
     }
     if figures is not None and r.history:

@@ -17,13 +17,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from mnistjax import data as mdata
+from mnistjax.errors import MnistjaxError
 from mnistjax.losses import Task
 from mnistjax.models import Model
 from mnistjax.sgd import sgd as BasicOptim  # noqa: N812 — the book's name for the hand-written step
 
-__all__ = ["BasicOptim", "Data", "FitResult", "Learner", "batch_indices", "calc_grad", "data_from", "fit", "init",
+__all__ = ["BasicOptim", "Data", "FitResult", "Learner", "batch_indices", "calc_grad", "data_from", "data_parallel", "fit", "init",
            "init_many", "predict", "random_shift", "train_epoch", "train_step", "validate_epoch"]
 
 
@@ -51,6 +53,8 @@ class Learner(NamedTuple):
     model: (init, apply); task: loss and prediction rule; optimizer: any optax GradientTransformation.
     drop_last: drop the last partial batch of each epoch (default: train on it too, as the book's DataLoader).
     augment: None, or ``(key, xb) -> xb`` applied to every training batch (e.g. ``random_shift(2)``).
+    mesh: None (one device), or a ``jax.sharding.Mesh`` with a "batch" axis (``data_parallel(n)``):
+    each batch is split over its devices, params are replicated, XLA reduces the gradients.
     """
 
     model: Model
@@ -60,6 +64,24 @@ class Learner(NamedTuple):
     batch_size: int = 256
     drop_last: bool = False
     augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None
+    mesh: Mesh | None = None
+
+
+def data_parallel(devices: int | None = None) -> Mesh:
+    """A one-axis ("batch") mesh over the first ``devices`` devices (all by default), for ``Learner.mesh``."""
+    available = jax.devices()
+    n = devices or len(available)
+    if not 1 <= n <= len(available):
+        raise MnistjaxError(f"--devices {n}: this machine has {len(available)} {available[0].platform} device(s)")
+    return Mesh(np.array(available[:n]), ("batch",))
+
+
+def _split_batch(x: jax.Array, mesh: Mesh | None) -> jax.Array:
+    """Shard a batch's leading axis over the mesh; a batch the devices do not divide (the partial
+    last one) stays whole, which is the same math, just not split."""
+    if mesh is None or x.shape[0] % mesh.size:
+        return x
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, PartitionSpec("batch")))
 
 
 def calc_grad(params, xb, yb, model: Model, loss: Callable) -> tuple[jax.Array, chex.ArrayTree]:
@@ -100,17 +122,18 @@ def train_epoch(params, opt_state, key, learner: Learner):
 
     def batch(idx, i):
         xb = d.x_train[idx]
-        return xb if learner.augment is None else learner.augment(jax.random.fold_in(key, i), xb)
+        xb = xb if learner.augment is None else learner.augment(jax.random.fold_in(key, i), xb)
+        return _split_batch(xb, learner.mesh), _split_batch(d.y_train[idx], learner.mesh)
 
     def step(carry, idx_i):
         idx, i = idx_i
-        params, opt_state, loss = train_step(*carry, batch(idx, i), d.y_train[idx], learner)
+        params, opt_state, loss = train_step(*carry, *batch(idx, i), learner)
         return (params, opt_state), loss
 
     (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (full, jnp.arange(full.shape[0])))
     total, count = losses.sum() * learner.batch_size, full.size
     if rest.shape[0]:
-        params, opt_state, loss = train_step(params, opt_state, batch(rest, full.shape[0]), d.y_train[rest], learner)
+        params, opt_state, loss = train_step(params, opt_state, *batch(rest, full.shape[0]), learner)
         total, count = total + loss * rest.shape[0], count + rest.shape[0]
     return params, opt_state, total / count
 
@@ -179,6 +202,12 @@ def fit(learner: Learner, epochs: int, key: jax.Array, *, params=None, opt_state
     history = list(history or [])
     d = learner.data
     shuffle_key = jax.vmap(shuffle_key_of)(key) if n_models else shuffle_key_of(key)
+    if learner.mesh is not None:  # everything but the batches lives whole on every device
+        if learner.batch_size % learner.mesh.size:
+            raise MnistjaxError(f"--batch-size {learner.batch_size}: not a multiple of the {learner.mesh.size} devices; "
+                                "expected each device to get an equal share")
+        params, opt_state, shuffle_key, d = jax.device_put((params, opt_state, shuffle_key, d),
+                                                           NamedSharding(learner.mesh, PartitionSpec()))
     epoch_fn = _compiled_epoch(learner, n_models)
     t0 = time.perf_counter()
     compiled = epoch_fn.lower(params, opt_state, shuffle_key, start_epoch, d).compile()
