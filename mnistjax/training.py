@@ -76,6 +76,20 @@ def data_parallel(devices: int | None = None) -> Mesh:
     return Mesh(np.array(available[:n]), ("batch",))
 
 
+def _replicate(tree, mesh: Mesh):
+    """Every leaf whole on every device of ``mesh``, also when the mesh spans several processes
+    (each process passes the same values, as ``jax.distributed`` programs do)."""
+    sharding = NamedSharding(mesh, PartitionSpec())
+
+    def put(x):
+        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(put(jax.random.key_data(x)))
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(put, tree)
+
+
 def _split_batch(x: jax.Array, mesh: Mesh | None) -> jax.Array:
     """Shard a batch's leading axis over the mesh; a batch the devices do not divide (the partial
     last one) stays whole, which is the same math, just not split."""
@@ -206,8 +220,7 @@ def fit(learner: Learner, epochs: int, key: jax.Array, *, params=None, opt_state
         if learner.batch_size % learner.mesh.size:
             raise MnistjaxError(f"--batch-size {learner.batch_size}: not a multiple of the {learner.mesh.size} devices; "
                                 "expected each device to get an equal share")
-        params, opt_state, shuffle_key, d = jax.device_put((params, opt_state, shuffle_key, d),
-                                                           NamedSharding(learner.mesh, PartitionSpec()))
+        params, opt_state, shuffle_key, d = _replicate((params, opt_state, shuffle_key, d), learner.mesh)
     epoch_fn = _compiled_epoch(learner, n_models)
     t0 = time.perf_counter()
     compiled = epoch_fn.lower(params, opt_state, shuffle_key, start_epoch, d).compile()

@@ -43,3 +43,34 @@ def test_cli_devices_flag_and_uneven_batch_error():
     assert "--batch-size 100: not a multiple of the 8 devices" in proc.stderr and proc.stderr.count("\n") == 1
     proc = run_cli("train", "--dataset", "tiny", "--epochs", "1", "--devices", "9", env=EIGHT, check_rc=2)
     assert "--devices 9: this machine has 8 cpu device(s)" in proc.stderr
+
+
+def test_two_processes_with_jax_distributed_train_like_one(tmp_path):
+    """Two real processes on 127.0.0.1 (gloo CPU collectives), one device each, one mesh over both."""
+    import socket
+    from pathlib import Path
+
+    import jax
+    import optax
+
+    from mnistjax import data, losses, models
+    from mnistjax.training import Learner, data_from, fit
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = Path(__file__).resolve().parents[1] / "scripts" / "distributed.py"
+    procs = [subprocess.Popen([sys.executable, str(script), "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                               "--process-id", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    assert [o["process"] for o in outs] == [0, 1] and all(o["devices"] == 2 and o["local_devices"] == 1 for o in outs)
+    assert outs[0]["history"] == outs[1]["history"] and outs[0]["checksum"] == outs[1]["checksum"]
+    d = data_from(data.mnist_sample(data.load_tiny(), (3, 7)))
+    alone = fit(Learner(models.simple_net(), losses.binary, optax.sgd(0.1), d), 2, jax.random.key(0), progress=False)
+    for got, want in zip(outs[0]["history"], alone.history):
+        assert abs(got["train_loss"] - want["train_loss"]) < 1e-5
