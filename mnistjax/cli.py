@@ -119,7 +119,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             raise MnistjaxError("--seeds/--lrs: train several models at once; --checkpoint-dir, --figures, "
                                 "--schedule, --augment and --devices work with one run")
         r = reports.train_many(ds, args.model, classes, args.epochs, args.lr, args.batch_size, args.opt,
-                               args.seeds or [args.seed], args.lrs, args.loss, progress=not args.json)
+                               args.seeds or [args.seed], args.lrs, args.loss, args.same_batches, progress=not args.json)
         emit(args, r, reports.train_many_table(r))
         return
     try:
@@ -208,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", metavar="N|all", help="data parallel: split each batch over N devices (or all)")
     p.add_argument("--seeds", type=_numbers(int), metavar="S,S,...", help="train one model per seed, all in one vmapped call")
     p.add_argument("--lrs", type=_numbers(float), metavar="X,X,...", help="train one model per learning rate, in one vmapped call")
+    p.add_argument("--same-batches", action="store_true",
+                   help="with --seeds/--lrs: all models see the same batches in the same order (only init/rate differ; faster)")
     p.add_argument("--checkpoint-dir", metavar="DIR", help="save params, optimizer state, key and epoch here")
     p.add_argument("--checkpoint-every", type=int, default=1, metavar="N", help="epochs between checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir")

@@ -295,9 +295,11 @@ def train(ds: data.Dataset, model: str = "simple_net", classes: tuple[int, ...] 
 
 def train_many(ds: data.Dataset, model: str = "simple_net", classes: tuple[int, ...] = (3, 7), epochs: int = 40,
                lr: float = 0.1, batch_size: int = 256, opt: str = "sgd", seeds: list[int] = (0,),
-               lrs: list[float] | None = None, loss: str | None = None, progress: bool = True) -> dict:
+               lrs: list[float] | None = None, loss: str | None = None, same_batches: bool = False,
+               progress: bool = True) -> dict:
     """K models trained together in one vmapped, compiled call per epoch: one per seed, or one per
-    learning rate (with the first seed, or seeds paired with rates). Reports each run and mean ± std."""
+    learning rate (with the first seed, or seeds paired with rates). Reports each run and mean ± std.
+    same_batches: every model sees the first seed's batches (only init and rate differ; faster)."""
     seeds, lrs = list(seeds), list(lrs or [lr] * len(seeds))
     if len(seeds) == 1:
         seeds *= len(lrs)
@@ -306,13 +308,14 @@ def train_many(ds: data.Dataset, model: str = "simple_net", classes: tuple[int, 
     learner, loss = _learner(ds, model, classes, epochs, lrs[0], batch_size, opt, loss, "constant", sweep=True)
     keys = jnp.stack([jax.random.key(s) for s in seeds])
     params, state = init_many(learner, keys, jnp.asarray(lrs))
-    r = fit(learner, epochs, keys, params=params, opt_state=state, n_models=len(seeds), progress=progress)
+    r = fit(learner, epochs, keys, params=params, opt_state=state, n_models=len(seeds), same_batches=same_batches,
+            progress=progress)
     runs = [{"seed": seed, "lr": rate, "valid_accuracy": r.history[-1]["valid_accuracy"][i],
              "history": [{k: v if k == "epoch" else v[i] for k, v in row.items()} for row in r.history]}
             for i, (seed, rate) in enumerate(zip(seeds, lrs))]
     accs = [run["valid_accuracy"] for run in runs]
     return {"dataset": ds.name, "model": model, "classes": [ds.classes[c] for c in classes], "loss": loss, "opt": opt,
-            "batch_size": batch_size, "epochs": epochs, "n_models": len(runs), "runs": runs,
+            "batch_size": batch_size, "epochs": epochs, "n_models": len(runs), "same_batches": same_batches, "runs": runs,
             "valid_accuracy_mean": statistics.mean(accs), "valid_accuracy_std": statistics.pstdev(accs),
             "compile_seconds": round(r.compile_seconds, 3), "train_seconds": round(r.train_seconds, 3)}
 

@@ -262,3 +262,13 @@ def test_augmented_training_learns(d37):
     r = fit(Learner(models.simple_net(), losses.binary, optax.sgd(0.1), d37, augment=random_shift(1)), 5,
             jax.random.key(0), progress=False)
     assert r.history[-1]["valid_accuracy"] > 0.9
+
+
+def test_same_batches_trains_each_model_like_alone_with_the_first_keys_batches(d37):
+    learner = Learner(models.simple_net(), losses.binary, optax.sgd(0.1), d37)
+    keys = jax.random.split(jax.random.key(0), 3)
+    many = fit(learner, 2, keys, n_models=3, same_batches=True, progress=False)
+    for i in range(3):  # model i: its own init, the batches of keys[0]
+        params, state = init(learner, keys[i])
+        one = fit(learner, 2, keys[0], params=params, opt_state=state, progress=False)
+        chex.assert_trees_all_close(jax.tree.map(lambda x: x[i], many.params), one.params, rtol=1e-4, atol=1e-5)
