@@ -119,12 +119,13 @@ def cmd_train(args: argparse.Namespace) -> None:
             raise MnistjaxError("--seeds/--lrs: train several models at once; --checkpoint-dir, --figures, "
                                 "--schedule, --augment and --devices work with one run")
         r = reports.train_many(ds, args.model, classes, args.epochs, args.lr, args.batch_size, args.opt,
-                               args.seeds or [args.seed], args.lrs, args.loss, args.same_batches, progress=not args.json)
+                               args.seeds or [args.seed], args.lrs, args.loss, args.shuffle, args.same_batches,
+                               progress=not args.json)
         emit(args, r, reports.train_many_table(r))
         return
     try:
         r = reports.train(ds, args.model, classes, args.epochs, args.lr, args.batch_size, args.opt, args.seed,
-                          args.loss, args.schedule, args.augment, _devices(args.devices), args.checkpoint_dir,
+                          args.loss, args.schedule, args.augment, args.shuffle, _devices(args.devices), args.checkpoint_dir,
                           args.checkpoint_every, args.resume, args.figures, progress=not args.json)
     except TrainingDiverged as e:
         emit(args, e.result, reports.train_table(e.result))
@@ -202,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learning rate: constant, or one cycle (warm-up, then cosine decay) peaking at --lr")
     p.add_argument("--augment", type=int, default=0, metavar="PX",
                    help="shift each training image by up to PX pixels, a fresh shift every epoch (default 0: none)")
+    p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True,
+                   help="a fresh batch order every epoch (default); --no-shuffle keeps the data's order, as the book does")
     p.add_argument("--loss", choices=["mnist_loss", "cross_entropy"],
                    help="default: the book's mnist_loss for two classes, cross_entropy otherwise")
     p.add_argument("--seed", type=int, default=0, help="PRNG seed for init and shuffling")

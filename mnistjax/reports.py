@@ -210,15 +210,17 @@ SCHEDULES = ("constant", "onecycle")
 
 # The chapter's runs on 3 vs 7, as ``mnistjax run`` and scripts/results.py make them.
 CHAPTER_RUNS = {
-    "linear": {"model": "linear", "epochs": 20, "lr": 1.0, "opt": "sgd"},
-    "simple_net": {"model": "simple_net", "epochs": 40, "lr": 0.1, "opt": "sgd"},
+    # The book's DataLoader(dset, batch_size=256) does not shuffle: every epoch sees all 3s, then all 7s.
+    "linear": {"model": "linear", "epochs": 20, "lr": 1.0, "opt": "sgd", "shuffle": False},
+    "simple_net": {"model": "simple_net", "epochs": 40, "lr": 0.1, "opt": "sgd", "shuffle": False},
     "cnn": {"model": "cnn", "epochs": 4, "lr": 3e-3, "opt": "adam", "schedule": "onecycle", "batch_size": 64,
             "augment": 2, "loss": "cross_entropy"},
 }
 
 
 def _learner(ds: data.Dataset, model: str, classes: tuple[int, ...], epochs: int, lr: float, batch_size: int,
-             opt: str, loss: str | None, schedule: str, augment: int = 0, sweep: bool = False) -> tuple[Learner, str]:
+             opt: str, loss: str | None, schedule: str, augment: int = 0, shuffle: bool = True,
+             sweep: bool = False) -> tuple[Learner, str]:
     """The Learner for a CLI-style configuration, and the loss name it uses. ``sweep``: the learning
     rate becomes an injected hyperparameter, so models trained together can each have their own."""
     loss = loss or ("mnist_loss" if len(classes) == 2 else "cross_entropy")
@@ -233,12 +235,12 @@ def _learner(ds: data.Dataset, model: str, classes: tuple[int, ...], epochs: int
     rate = optax.cosine_onecycle_schedule(steps, lr) if schedule == "onecycle" else lr
     optimizer = optax.inject_hyperparams(OPTIMIZERS[opt])(learning_rate=rate) if sweep else OPTIMIZERS[opt](rate)
     shift = random_shift(augment) if augment else None
-    return Learner(models.build(model, task.n_out), task, optimizer, d, batch_size, augment=shift), loss
+    return Learner(models.build(model, task.n_out), task, optimizer, d, batch_size, shuffle, augment=shift), loss
 
 
 def train(ds: data.Dataset, model: str = "simple_net", classes: tuple[int, ...] = (3, 7), epochs: int = 40,
           lr: float = 0.1, batch_size: int = 256, opt: str = "sgd", seed: int = 0, loss: str | None = None,
-          schedule: str = "constant", augment: int = 0, devices: int | None = None,
+          schedule: str = "constant", augment: int = 0, shuffle: bool = True, devices: int | None = None,
           checkpoint_dir: str | None = None, checkpoint_every: int = 1, resume: bool = False,
           figures: str | os.PathLike | None = None, progress: bool = True) -> dict:
     """Train one model on a class subset and report it (history, accuracy per class, timings).
@@ -246,17 +248,18 @@ def train(ds: data.Dataset, model: str = "simple_net", classes: tuple[int, ...] 
     loss: "mnist_loss" (one logit, two classes only) or "cross_entropy"; default: the book's
     mnist_loss for two classes, cross-entropy otherwise. schedule: "constant" learning rate, or
     "onecycle" (warm up to ``lr``, then cosine down, over the whole run). augment: shift training
-    images by up to this many pixels (0: none). devices: split each batch over this many devices
+    images by up to this many pixels (0: none). shuffle: False keeps the data's order every epoch
+    (the book's DataLoader). devices: split each batch over this many devices
     (data parallel; None: one device). Raises TrainingDiverged (with the
     report so far in ``.result``) when the loss goes non-finite.
     """
-    learner, loss = _learner(ds, model, classes, epochs, lr, batch_size, opt, loss, schedule, augment)
+    learner, loss = _learner(ds, model, classes, epochs, lr, batch_size, opt, loss, schedule, augment, shuffle)
     learner = learner._replace(mesh=data_parallel(devices) if devices else None)
     d = learner.data
     task = learner.task
     key = jax.random.key(seed)
     config = {"model": model, "classes": list(classes), "loss": loss, "opt": opt, "lr": lr, "schedule": schedule,
-              "augment": augment, "batch_size": batch_size, "seed": seed, "dataset": ds.name}
+              "augment": augment, "shuffle": shuffle, "batch_size": batch_size, "seed": seed, "dataset": ds.name}
     start = {}
     if resume:
         if not checkpoint_dir:
@@ -295,7 +298,7 @@ def train(ds: data.Dataset, model: str = "simple_net", classes: tuple[int, ...] 
 
 def train_many(ds: data.Dataset, model: str = "simple_net", classes: tuple[int, ...] = (3, 7), epochs: int = 40,
                lr: float = 0.1, batch_size: int = 256, opt: str = "sgd", seeds: list[int] = (0,),
-               lrs: list[float] | None = None, loss: str | None = None, same_batches: bool = False,
+               lrs: list[float] | None = None, loss: str | None = None, shuffle: bool = True, same_batches: bool = False,
                progress: bool = True) -> dict:
     """K models trained together in one vmapped, compiled call per epoch: one per seed, or one per
     learning rate (with the first seed, or seeds paired with rates). Reports each run and mean ± std.
@@ -305,7 +308,8 @@ def train_many(ds: data.Dataset, model: str = "simple_net", classes: tuple[int, 
         seeds *= len(lrs)
     if len(seeds) != len(lrs) or any(not r > 0 for r in lrs):
         raise MnistjaxError(f"--seeds {seeds} --lrs {lrs}: expected one seed, or as many seeds as positive rates")
-    learner, loss = _learner(ds, model, classes, epochs, lrs[0], batch_size, opt, loss, "constant", sweep=True)
+    learner, loss = _learner(ds, model, classes, epochs, lrs[0], batch_size, opt, loss, "constant", shuffle=shuffle,
+                             sweep=True)
     keys = jnp.stack([jax.random.key(s) for s in seeds])
     params, state = init_many(learner, keys, jnp.asarray(lrs))
     r = fit(learner, epochs, keys, params=params, opt_state=state, n_models=len(seeds), same_batches=same_batches,
@@ -315,7 +319,8 @@ def train_many(ds: data.Dataset, model: str = "simple_net", classes: tuple[int, 
             for i, (seed, rate) in enumerate(zip(seeds, lrs))]
     accs = [run["valid_accuracy"] for run in runs]
     return {"dataset": ds.name, "model": model, "classes": [ds.classes[c] for c in classes], "loss": loss, "opt": opt,
-            "batch_size": batch_size, "epochs": epochs, "n_models": len(runs), "same_batches": same_batches, "runs": runs,
+            "batch_size": batch_size, "epochs": epochs, "n_models": len(runs), "shuffle": shuffle,
+            "same_batches": same_batches, "runs": runs,
             "valid_accuracy_mean": statistics.mean(accs), "valid_accuracy_std": statistics.pstdev(accs),
             "compile_seconds": round(r.compile_seconds, 3), "train_seconds": round(r.train_seconds, 3)}
 

@@ -51,6 +51,8 @@ class Learner(NamedTuple):
     """What to train and how: swap any field to make a research variant.
 
     model: (init, apply); task: loss and prediction rule; optimizer: any optax GradientTransformation.
+    shuffle: a fresh order every epoch (default); False keeps the data's order, as the book's
+    ``DataLoader(dset, batch_size=256)`` does (fastai's default is shuffle=False: all 3s, then all 7s).
     drop_last: drop the last partial batch of each epoch (default: train on it too, as the book's DataLoader).
     augment: None, or ``(key, xb) -> xb`` applied to every training batch (e.g. ``random_shift(2)``).
     mesh: None (one device), or a ``jax.sharding.Mesh`` with a "batch" axis (``data_parallel(n)``):
@@ -62,6 +64,7 @@ class Learner(NamedTuple):
     optimizer: optax.GradientTransformation
     data: Data
     batch_size: int = 256
+    shuffle: bool = True
     drop_last: bool = False
     augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None
     mesh: Mesh | None = None
@@ -121,10 +124,12 @@ def random_shift(max_shift: int = 2) -> Callable[[jax.Array, jax.Array], jax.Arr
     return shift
 
 
-def batch_indices(key: jax.Array, n: int, batch_size: int, drop_last: bool = False) -> tuple[jax.Array, jax.Array]:
-    """A fresh shuffle of range(n), cut into (n // B, B) full batches and the (n % B,) rest
-    (empty when ``drop_last``). Every example appears exactly once per epoch unless dropped."""
-    perm = jax.random.permutation(key, n)
+def batch_indices(key: jax.Array, n: int, batch_size: int, drop_last: bool = False,
+                  shuffle: bool = True) -> tuple[jax.Array, jax.Array]:
+    """A fresh shuffle of range(n) (range(n) itself unless ``shuffle``), cut into (n // B, B) full
+    batches and the (n % B,) rest (empty when ``drop_last``). Every example appears exactly once per
+    epoch unless dropped."""
+    perm = jax.random.permutation(key, n) if shuffle else jnp.arange(n)
     full = (n // batch_size) * batch_size
     return perm[:full].reshape(-1, batch_size), perm[full:full if drop_last else n]
 
@@ -132,7 +137,7 @@ def batch_indices(key: jax.Array, n: int, batch_size: int, drop_last: bool = Fal
 def train_epoch(params, opt_state, key, learner: Learner):
     """One epoch: a scan over shuffled full batches, then the partial batch. Returns (params, opt_state, mean loss)."""
     d = learner.data
-    full, rest = batch_indices(key, d.x_train.shape[0], learner.batch_size, learner.drop_last)
+    full, rest = batch_indices(key, d.x_train.shape[0], learner.batch_size, learner.drop_last, learner.shuffle)
 
     def batch(idx, i):
         xb = d.x_train[idx]

@@ -35,7 +35,8 @@ def config_text(c: dict) -> str:
     opt = {"sgd": "SGD", "momentum": "SGD+momentum", "adam": "Adam"}[c["opt"]]
     sched = " one-cycle" if c.get("schedule") == "onecycle" else ""
     aug = f", shifts ±{c['augment']}px" if c.get("augment") else ""
-    return f"{opt}{sched} lr {c['lr']:g}, batch {c.get('batch_size', 256)}, {c['epochs']} epochs{aug}"
+    order = ", book order (no shuffle)" if c.get("shuffle") is False else ""
+    return f"{opt}{sched} lr {c['lr']:g}, batch {c.get('batch_size', 256)}, {c['epochs']} epochs{aug}{order}"
 
 
 def markdown(meta: dict) -> str:

@@ -91,6 +91,20 @@ def test_one_scanned_epoch_equals_a_python_loop(d37):
     chex.assert_trees_all_close(scanned, params, rtol=1e-5, atol=1e-6)
 
 
+def test_unshuffled_epoch_walks_the_data_in_order_as_the_book(d37):
+    full, rest = batch_indices(jax.random.key(1), 10, 3, shuffle=False)
+    assert np.asarray(full).tolist() == [[0, 1, 2], [3, 4, 5], [6, 7, 8]] and np.asarray(rest).tolist() == [9]
+    learner = Learner(models.linear(), losses.binary, BasicOptim(1.0), d37, batch_size=300, shuffle=False)
+    params, state = init(learner, jax.random.key(0))
+    epoch = jax.jit(lambda p, s, k: train_epoch(p, s, k, learner))
+    ordered, _, _ = epoch(params, state, jax.random.key(5))
+    for start in range(0, d37.x_train.shape[0], 300):  # the book's loop: consecutive slices
+        sl = slice(start, start + 300)
+        params, state, _ = train_step(params, state, d37.x_train[sl], d37.y_train[sl], learner)
+    chex.assert_trees_all_close(ordered, params, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_equal(ordered, epoch(*init(learner, jax.random.key(0)), jax.random.key(6))[0])  # key unused
+
+
 def test_basic_optim_trains_exactly_like_optax_sgd(d37):
     runs = [fit(Learner(models.linear(), losses.binary, opt, d37), 2, jax.random.key(0), progress=False)
             for opt in (BasicOptim(1.0), optax.sgd(1.0))]
@@ -160,7 +174,8 @@ def test_cli_divergence_exits_3_naming_the_epoch():
 
 def test_cli_train_json_and_figures(tmp_path):
     out = json.loads(run_cli("train", "--dataset", "tiny", "--model", "linear", "--lr", "1", "--epochs", "3",
-                             "--json", "--figures", str(tmp_path)).stdout)
+                             "--no-shuffle", "--json", "--figures", str(tmp_path)).stdout)
+    assert out["shuffle"] is False
     for key in ("dataset", "model", "classes", "epochs", "valid_accuracy", "history", "compile_seconds", "train_seconds"):
         assert key in out
     assert out["dataset"] == "tiny" and len(out["history"]) == 3
