@@ -256,9 +256,13 @@ def fit(learner: Learner, epochs: int, key: jax.Array, *, params=None, opt_state
 
 
 def init(learner: Learner, key: jax.Array):
-    """Initial params and optimizer state for one model, from the run's ``key``."""
-    params = learner.model.init(jax.random.split(key)[0])
-    return params, learner.optimizer.init(params)
+    """Initial params and optimizer state for one model, from the run's ``key``. Compiled as one
+    call: run eagerly, every random draw of every layer shape would be a compile of its own (≈ 2 s for the cnn)."""
+    def fresh(key):
+        params = learner.model.init(jax.random.split(key)[0])
+        return params, learner.optimizer.init(params)
+
+    return jax.jit(fresh)(key)
 
 
 def shuffle_key_of(key: jax.Array) -> jax.Array:

@@ -57,12 +57,26 @@ class ModelShapeTest(chex.TestCase):
             m = models.build(name, n_out)
             chex.assert_shape(self.variant(m.apply)(m.init(jax.random.key(0)), x), shape)
 
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_conv_as_patches_and_matmul_is_a_convolution(self):
+        for k, stride, c_in, size in [(5, 2, 1, 28), (3, 2, 4, 14), (3, 1, 2, 7)]:
+            x = jax.random.normal(jax.random.key(0), (2, size, size, c_in))
+            p = models.draw(jax.random.key(1), models.conv_spec(c_in, 3, k))
+            ours = self.variant(models.conv, static_argnums=(2, 3))(p, x, k, stride)
+            ref = jax.lax.conv_general_dilated(x, p["w"].reshape(k, k, c_in, 3), (stride, stride), [(k // 2, k // 2)] * 2,
+                                               dimension_numbers=("NHWC", "HWIO", "NHWC")) + p["b"]
+            chex.assert_trees_all_close(ours, ref, rtol=1e-5, atol=1e-5)
+
 
 def test_torch_default_init_bounds():
     p = models.simple_net().init(jax.random.key(0))
     assert float(jnp.abs(p["layer0"]["w"]).max()) <= 1 / np.sqrt(784)
     assert float(jnp.abs(p["layer1"]["w"]).max()) <= 1 / np.sqrt(30)
     assert float(jnp.abs(p["layer1"]["w"]).max()) > 0.9 / np.sqrt(30)
+    cnn = models.cnn().init(jax.random.key(0))  # every tensor its own fan-in, though drawn in one call
+    for name, fan_in in [("conv1", 25), ("conv2", 32 * 9), ("fc1", 64 * 49), ("fc2", 128)]:
+        for leaf in cnn[name].values():
+            assert 0.9 / np.sqrt(fan_in) < float(jnp.abs(leaf).max()) <= 1 / np.sqrt(fan_in), name
     book = models.linear(init=models.book_init(1.0)).init(jax.random.key(0))
     assert 0.9 < float(book["layer0"]["w"].std()) < 1.1
 
