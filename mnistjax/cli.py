@@ -115,9 +115,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     ds = load_data(args)
     classes = data.parse_classes(args.classes, ds.classes)
     if args.seeds or args.lrs:
-        if args.checkpoint_dir or args.figures or args.schedule != "constant" or args.augment or args.devices:
+        if args.checkpoint_dir or args.figures or args.schedule != "constant" or args.augment or args.devices or args.channels:
             raise MnistjaxError("--seeds/--lrs: train several models at once; --checkpoint-dir, --figures, "
-                                "--schedule, --augment and --devices work with one run")
+                                "--schedule, --augment, --channels and --devices work with one run")
         r = reports.train_many(ds, args.model, classes, args.epochs, args.lr, args.batch_size, args.opt,
                                args.seeds or [args.seed], args.lrs, args.loss, args.shuffle, args.same_batches,
                                progress=not args.json)
@@ -125,7 +125,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         return
     try:
         r = reports.train(ds, args.model, classes, args.epochs, args.lr, args.batch_size, args.opt, args.seed,
-                          args.loss, args.schedule, args.augment, args.shuffle, _devices(args.devices), args.checkpoint_dir,
+                          args.loss, args.schedule, args.augment, args.shuffle, args.channels, _devices(args.devices),
+                          args.checkpoint_dir,
                           args.checkpoint_every, args.resume, args.figures, progress=not args.json)
     except TrainingDiverged as e:
         emit(args, e.result, reports.train_table(e.result))
@@ -194,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figures", metavar="DIR", help="write every figure of the section here (PNG)")
     p = add("train", cmd_train, "train a classifier with SGD: linear, simple_net, mlp or cnn, one compiled call per epoch")
     p.add_argument("--model", choices=["linear", "simple_net", "mlp", "cnn"], default="simple_net")
+    p.add_argument("--channels", type=_numbers(int), metavar="C1,C2", help="the cnn's two conv widths (default 32,64)")
     p.add_argument("--classes", default="3,7", help="'all' or a comma list of classes (default 3,7)")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--lr", type=float, default=0.1)

@@ -137,6 +137,7 @@ def cnn(n_out: int = 10, channels: tuple[int, int] = (32, 64), hidden: int = 128
 MODELS = {"linear": linear, "simple_net": simple_net, "mlp": lambda n_out=10: mlp((784, 256, 128, n_out)), "cnn": cnn}
 
 
-def build(name: str, n_out: int) -> Model:
-    """A model by its CLI name, sized for ``n_out`` outputs (1 for two classes with ``mnist_loss``)."""
-    return MODELS[name](n_out=n_out)
+def build(name: str, n_out: int, channels: tuple[int, int] | None = None) -> Model:
+    """A model by its CLI name, sized for ``n_out`` outputs (1 for two classes with ``mnist_loss``);
+    ``channels``: the cnn's two conv widths (default (32, 64))."""
+    return MODELS[name](n_out=n_out, **({"channels": tuple(channels)} if channels else {}))

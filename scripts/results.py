@@ -36,7 +36,8 @@ def config_text(c: dict) -> str:
     sched = " one-cycle" if c.get("schedule") == "onecycle" else ""
     aug = f", shifts ±{c['augment']}px" if c.get("augment") else ""
     order = ", book order (no shuffle)" if c.get("shuffle") is False else ""
-    return f"{opt}{sched} lr {c['lr']:g}, batch {c.get('batch_size', 256)}, {c['epochs']} epochs{aug}{order}"
+    width = f"{c['channels'][0]}/{c['channels'][1]} channels, " if c.get("channels") else ""
+    return f"{width}{opt}{sched} lr {c['lr']:g}, batch {c.get('batch_size', 256)}, {c['epochs']} epochs{aug}{order}"
 
 
 def markdown(meta: dict) -> str:

@@ -37,6 +37,8 @@ def test_dataset_mnist_insists(tmp_path):
     (["run", "--dataset", "imagenet"], "argument --dataset: invalid choice"),
     (["run", "--bogus"], "unrecognized arguments: --bogus"),
     ([], "the following arguments are required: command"),
+    (["train", "--dataset", "tiny", "--model", "linear", "--channels", "8,16"], "--channels [8, 16]: expected two positive"),
+    (["train", "--dataset", "tiny", "--model", "cnn", "--channels", "8"], "--channels [8]: expected two positive"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     proc = mnistjax(*args, check_rc=2)
