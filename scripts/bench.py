@@ -10,6 +10,8 @@ FLOPs are counted analytically: every layer is a matmul of fan_in × fan_out at 
 output positions (1 for a dense layer, H'·W' for a convolution as patches + GEMM); 2·fan_in·fan_out
 per position forward, the same again for the weight gradients, and for the input gradients of every
 layer but the first; plus the validation forwards. (For simple_net, 40 epochs: 50.58 GFLOP.)
+Then (``--only many``) eight simple_nets trained in one vmapped call against one alone, each with its
+own shuffle and with shared batches (``same_batches``, as in the book's unshuffled order).
 Last, time to 99 % (``--only tta``): ``mnistjax train`` with ``reports.FAST_CNN10`` on all ten digits in a
 fresh process per seed, wall seconds from start to exit (imports, data, compiles, training), without
 the persistent compilation cache, and the test accuracy it reached.
@@ -89,6 +91,17 @@ def train_row(name, learner, epochs, repeats, peak):
             "valid_accuracy": runs[0].history[-1]["valid_accuracy"]}
 
 
+def many_models_row(learner: Learner, epochs: int, repeats: int, k: int = 8) -> dict:
+    """Train seconds of k models in one vmapped call over one model's, with own and with shared batches."""
+    key, keys = jax.random.key(0), jax.random.split(jax.random.key(0), k)
+    secs = lambda **kw: float(np.median([fit(learner, epochs, keys if kw else key, progress=False, **kw).train_seconds  # noqa: E731
+                                         for _ in range(repeats)]))
+    one, own, shared = secs(), secs(n_models=k), secs(n_models=k, same_batches=True)
+    return {"workload": f"{k} simple_nets, one call", "epochs": epochs, "one_model_seconds": one,
+            "own_batches_seconds": own, "shared_batches_seconds": shared,
+            "own_batches_ratio": own / one, "shared_batches_ratio": shared / one}
+
+
 def time_to_accuracy(data_dir: str, seeds: list[int]) -> dict:
     """Wall seconds of ``mnistjax train`` with ``reports.FAST_CNN10`` per seed, and its test accuracy."""
     c = reports.FAST_CNN10
@@ -143,6 +156,11 @@ def main() -> None:
         extra = (f"{r['gflop_per_s']:8.1f} {100 * r['fraction_of_peak']:6.1f}% {r['python_loop_seconds']:7.2f} "
                  f"{r['speedup_vs_loop']:7.1f}x") if "gflop" in r else ""
         print(f"{r['workload']:<24} {r['compile_seconds']:9.2f} {r['train_seconds']:8.3f} {r['examples_per_s']:10,.0f} {extra}")
+    if not args.only or "many" in args.only:
+        many = result["many_models"] = many_models_row(workloads["simple_net 40 epochs"][0], 40, args.repeats)
+        print(f"\n8 simple_nets, 40 epochs, one vmapped call: {many['own_batches_seconds']:.2f} s with a shuffle each "
+              f"({many['own_batches_ratio']:.1f}x one model's {many['one_model_seconds']:.2f} s), "
+              f"{many['shared_batches_seconds']:.2f} s with shared batches ({many['shared_batches_ratio']:.1f}x)")
     if not args.only or "tta" in args.only:
         tta = result["time_to_accuracy"] = time_to_accuracy(args.data_dir, list(range(args.repeats)))
         print(f"\ntime to 99 % test accuracy, ten digits ({tta['command']}):")
