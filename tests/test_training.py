@@ -301,3 +301,10 @@ def test_same_batches_trains_each_model_like_alone_with_the_first_keys_batches(d
         params, state = init(learner, keys[i])
         one = fit(learner, 2, keys[0], params=params, opt_state=state, progress=False)
         chex.assert_trees_all_close(jax.tree.map(lambda x: x[i], many.params), one.params, rtol=1e-4, atol=1e-5)
+
+
+def test_time_to_accuracy_recipe_runs_with_its_channels(tiny):
+    from mnistjax import reports
+
+    r = reports.train(tiny, classes=tuple(range(10)), progress=False, **{**reports.FAST_CNN10, "epochs": 1})
+    assert r["channels"] == [24, 48] and r["batch_size"] == 128 and r["valid_accuracy"] > 0.5
