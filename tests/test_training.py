@@ -17,8 +17,8 @@ import pytest
 
 from mnistjax import checkpoint, data, losses, models
 from mnistjax.errors import MnistjaxError
-from mnistjax.training import (BasicOptim, Learner, batch_indices, data_from, fit, init, init_many, train_epoch,
-                               train_step)
+from mnistjax.training import (BasicOptim, Learner, batch_indices, data_from, fit, init, init_many, predict,
+                               train_epoch, train_step)
 from tests_helpers import run_cli
 
 
@@ -66,6 +66,13 @@ class ModelShapeTest(chex.TestCase):
             ref = jax.lax.conv_general_dilated(x, p["w"].reshape(k, k, c_in, 3), (stride, stride), [(k // 2, k // 2)] * 2,
                                                dimension_numbers=("NHWC", "HWIO", "NHWC")) + p["b"]
             chex.assert_trees_all_close(ours, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [1, 6, 7, 8, 20])
+def test_predict_in_chunks_equals_one_apply(n):
+    m = models.simple_net()
+    params, x = m.init(jax.random.key(0)), jax.random.uniform(jax.random.key(n), (n, 28, 28))
+    chex.assert_trees_all_close(predict(params, x, m, chunk=7), m.apply(params, x), rtol=1e-5, atol=1e-6)
 
 
 def test_torch_default_init_bounds():
