@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import chex
 import jax
 import jax.numpy as jnp
 
 
+@partial(jax.jit, static_argnames="n_classes")  # one compile, not one per eager op
 def confusion_matrix(pred: jax.Array, labels: jax.Array, n_classes: int) -> jax.Array:
     """(N,) int predictions and labels -> (K, K) int32 counts, rows = true class, columns = predicted."""
     chex.assert_equal_shape([pred, labels])
@@ -14,17 +17,20 @@ def confusion_matrix(pred: jax.Array, labels: jax.Array, n_classes: int) -> jax.
     return jnp.zeros((n_classes, n_classes), jnp.int32).at[labels, pred].add(1)
 
 
+@partial(jax.jit, static_argnames="n_classes")
 def per_class_accuracy(pred: jax.Array, labels: jax.Array, n_classes: int) -> jax.Array:
     """(N,) int, (N,) int -> (K,) float32: the fraction right within each class (NaN for an absent class)."""
     cm = confusion_matrix(pred, labels, n_classes)
     return jnp.diag(cm) / cm.sum(1)
 
 
+@partial(jax.jit, static_argnames="n_classes")
 def balanced_accuracy(pred: jax.Array, labels: jax.Array, n_classes: int) -> jax.Array:
     """Mean of the per-class accuracies over the classes present: the book's (acc_3 + acc_7) / 2."""
     return jnp.nanmean(per_class_accuracy(pred, labels, n_classes))
 
 
+@jax.jit
 def accuracy(pred: jax.Array, labels: jax.Array) -> jax.Array:
     """(N,) int, (N,) int -> () float32: the fraction of predictions equal to their labels."""
     chex.assert_equal_shape([pred, labels])

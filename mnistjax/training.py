@@ -172,16 +172,20 @@ def predict(params, x: jax.Array, model: Model, chunk: int = 1000) -> jax.Array:
 
 def validate_epoch(params, learner: Learner) -> dict[str, jax.Array]:
     """Validation loss and accuracy of ``params``: {"valid_loss": (), "valid_accuracy": ()}."""
-    d = learner.data
-    logits = predict(params, d.x_valid, learner.model)
-    pred = learner.task.predict(logits)
-    return {"valid_loss": learner.task.loss(logits, d.y_valid), "valid_accuracy": (pred == d.y_valid).mean()}
+    return _scores(predict(params, learner.data.x_valid, learner.model), learner)
+
+
+def _scores(logits: jax.Array, learner: Learner) -> dict[str, jax.Array]:
+    y = learner.data.y_valid
+    return {"valid_loss": learner.task.loss(logits, y), "valid_accuracy": (learner.task.predict(logits) == y).mean()}
 
 
 def run_epoch(params, opt_state, key, epoch, learner: Learner):
-    """Train one epoch (its shuffle from ``fold_in(key, epoch)``, so a resumed run repeats it) and validate."""
+    """Train one epoch (its shuffle from ``fold_in(key, epoch)``, so a resumed run repeats it) and validate.
+    Returns (params, opt_state, {"train_loss", "valid_loss", "valid_accuracy"}, validation logits)."""
     params, opt_state, train_loss = train_epoch(params, opt_state, jax.random.fold_in(key, epoch), learner)
-    return params, opt_state, {"train_loss": train_loss, **validate_epoch(params, learner)}
+    logits = predict(params, learner.data.x_valid, learner.model)
+    return params, opt_state, {"train_loss": train_loss, **_scores(logits, learner)}, logits
 
 
 class FitResult(NamedTuple):
@@ -191,6 +195,7 @@ class FitResult(NamedTuple):
     diverged_at: int | None      # the epoch whose loss went non-finite (params are from the one before)
     compile_seconds: float
     train_seconds: float
+    valid_logits: jax.Array | None = None  # the validation logits of ``params`` (None when no epoch ran)
 
 
 def _compiled_epoch(learner: Learner, n_models: int | None, same_batches: bool = False):
@@ -240,22 +245,22 @@ def fit(learner: Learner, epochs: int, key: jax.Array, *, params=None, opt_state
     compiled = epoch_fn.lower(params, opt_state, shuffle_key, start_epoch, d).compile()
     compile_seconds = time.perf_counter() - t0
     bar = tqdm(range(start_epoch, epochs), disable=not progress, file=sys.stderr, desc="epochs", leave=False)
-    diverged_at, t0 = None, time.perf_counter()
+    diverged_at, logits, t0 = None, None, time.perf_counter()
     for epoch in bar:
-        new_params, new_state, stats = compiled(params, opt_state, shuffle_key, epoch, d)
+        new_params, new_state, stats, new_logits = compiled(params, opt_state, shuffle_key, epoch, d)
         stats = jax.device_get(stats)
         row = {"epoch": epoch + 1, **{k: (np.asarray(v).tolist()) for k, v in stats.items()}}
         if not np.isfinite(np.asarray(stats["train_loss"])).all() and not n_models:
             diverged_at = epoch + 1
             break
-        params, opt_state = new_params, new_state
+        params, opt_state, logits = new_params, new_state, new_logits
         history.append(row)
         if progress:
             bar.set_postfix({k: f"{np.mean(v):.4f}" for k, v in row.items() if k != "epoch"})
         if on_epoch is not None:
             on_epoch(epoch + 1, params, opt_state, history)
     jax.block_until_ready(params)
-    return FitResult(params, opt_state, history, diverged_at, compile_seconds, time.perf_counter() - t0)
+    return FitResult(params, opt_state, history, diverged_at, compile_seconds, time.perf_counter() - t0, logits)
 
 
 def init(learner: Learner, key: jax.Array):
