@@ -126,8 +126,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     try:
         r = reports.train(ds, args.model, classes, args.epochs, args.lr, args.batch_size, args.opt, args.seed,
                           args.loss, args.schedule, args.augment, args.shuffle, args.channels, _devices(args.devices),
-                          args.checkpoint_dir,
-                          args.checkpoint_every, args.resume, args.figures, progress=not args.json)
+                          args.checkpoint_dir, args.checkpoint_every, args.resume, args.figures, progress=not args.json)
     except TrainingDiverged as e:
         emit(args, e.result, reports.train_table(e.result))
         raise

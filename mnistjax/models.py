@@ -51,7 +51,7 @@ def draw(key: jax.Array, specs: dict, init: Init = torch_init) -> dict:
     return tree.unflatten([part.reshape(shape) for part, (shape, _) in zip(parts, leaves)])
 
 
-def dense_spec(n_in: int, n_out: int) -> dict:
+def dense_spec(n_in: int, n_out: int) -> dict[str, Spec]:
     return {"w": ((n_in, n_out), n_in), "b": ((n_out,), n_in)}
 
 
@@ -90,7 +90,7 @@ def simple_net(hidden: int = 30, n_out: int = 1, init: Init = torch_init) -> Mod
     return mlp((784, hidden, n_out), init)
 
 
-def conv_spec(c_in: int, c_out: int, k: int) -> dict:
+def conv_spec(c_in: int, c_out: int, k: int) -> dict[str, Spec]:
     """A k×k convolution's weights as one (k·k·c_in, c_out) matrix (tap-major rows, see ``patches``)."""
     fan_in = c_in * k * k
     return {"w": ((fan_in, c_out), fan_in), "b": ((c_out,), fan_in)}

@@ -247,8 +247,7 @@ def _learner(ds: data.Dataset, model: str, classes: tuple[int, ...], epochs: int
 def train(ds: data.Dataset, model: str = "simple_net", classes: tuple[int, ...] = (3, 7), epochs: int = 40,
           lr: float = 0.1, batch_size: int = 256, opt: str = "sgd", seed: int = 0, loss: str | None = None,
           schedule: str = "constant", augment: int = 0, shuffle: bool = True, channels: tuple[int, int] | None = None,
-          devices: int | None = None,
-          checkpoint_dir: str | None = None, checkpoint_every: int = 1, resume: bool = False,
+          devices: int | None = None, checkpoint_dir: str | None = None, checkpoint_every: int = 1, resume: bool = False,
           figures: str | os.PathLike | None = None, progress: bool = True) -> dict:
     """Train one model on a class subset and report it (history, accuracy per class, timings).
 
