@@ -20,7 +20,8 @@ def fit_prototypes(x: jax.Array, labels: jax.Array, classes: jax.Array) -> jax.A
     chex.assert_rank([x, labels, classes], [3, 1, 1])
     chex.assert_equal_shape_prefix([x, labels], 1)
     onehot = (labels[:, None] == classes[None, :]).astype(x.dtype)  # (N, K)
-    return jnp.einsum("nk,nhw->khw", onehot, x) / onehot.sum(0)[:, None, None]
+    # HIGHEST: exact float32 means; by default GPUs multiply float32 in TF32 (inputs rounded to 10 mantissa bits)
+    return jnp.einsum("nk,nhw->khw", onehot, x, precision="highest") / onehot.sum(0)[:, None, None]
 
 
 @partial(jax.jit, static_argnames="distance")
@@ -56,7 +57,7 @@ def kmeans_prototypes(key: jax.Array, x: jax.Array, labels: jax.Array, classes: 
 
         def step(centroids, _):
             assign = jax.nn.one_hot(nearest(x, centroids, distance), k, dtype=x.dtype) * w[:, None]
-            sums = jnp.einsum("nk,nhw->khw", assign, x)
+            sums = jnp.einsum("nk,nhw->khw", assign, x, precision="highest")
             counts = assign.sum(0)[:, None, None]
             return jnp.where(counts > 0, sums / jnp.maximum(counts, 1), centroids), None
 

@@ -8,7 +8,8 @@ import sys
 
 from tests_helpers import run_cli
 
-EIGHT = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+# JAX_PLATFORMS=cpu: on a machine with a GPU, jax.devices() would otherwise be the GPU alone
+EIGHT = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
 
 SAME_PARAMS = """
 import jax, optax, numpy as np
@@ -61,7 +62,8 @@ def test_two_processes_with_jax_distributed_train_like_one(tmp_path):
         port = s.getsockname()[1]
     script = Path(__file__).resolve().parents[1] / "scripts" / "distributed.py"
     procs = [subprocess.Popen([sys.executable, str(script), "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
-                               "--process-id", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               "--process-id", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "JAX_PLATFORMS": "cpu"})
              for i in range(2)]
     outs = []
     for p in procs:
@@ -71,6 +73,7 @@ def test_two_processes_with_jax_distributed_train_like_one(tmp_path):
     assert [o["process"] for o in outs] == [0, 1] and all(o["devices"] == 2 and o["local_devices"] == 1 for o in outs)
     assert outs[0]["history"] == outs[1]["history"] and outs[0]["checksum"] == outs[1]["checksum"]
     d = data_from(data.mnist_sample(data.load_tiny(), (3, 7)))
-    alone = fit(Learner(models.simple_net(), losses.binary, optax.sgd(0.1), d), 2, jax.random.key(0), progress=False)
+    with jax.default_device(jax.devices("cpu")[0]):  # like against like where a GPU is the default
+        alone = fit(Learner(models.simple_net(), losses.binary, optax.sgd(0.1), d), 2, jax.random.key(0), progress=False)
     for got, want in zip(outs[0]["history"], alone.history):
         assert abs(got["train_loss"] - want["train_loss"]) < 1e-5

@@ -62,9 +62,10 @@ class ModelShapeTest(chex.TestCase):
         for k, stride, c_in, size in [(5, 2, 1, 28), (3, 2, 4, 14), (3, 1, 2, 7)]:
             x = jax.random.normal(jax.random.key(0), (2, size, size, c_in))
             p = models.draw(jax.random.key(1), models.conv_spec(c_in, 3, k))
-            ours = self.variant(models.conv, static_argnums=(2, 3))(p, x, k, stride)
-            ref = jax.lax.conv_general_dilated(x, p["w"].reshape(k, k, c_in, 3), (stride, stride), [(k // 2, k // 2)] * 2,
-                                               dimension_numbers=("NHWC", "HWIO", "NHWC")) + p["b"]
+            with jax.default_matmul_precision("highest"):  # on a GPU both would otherwise round to TF32, differently
+                ours = self.variant(models.conv, static_argnums=(2, 3))(p, x, k, stride)
+                ref = jax.lax.conv_general_dilated(x, p["w"].reshape(k, k, c_in, 3), (stride, stride),
+                                                   [(k // 2, k // 2)] * 2, dimension_numbers=("NHWC", "HWIO", "NHWC")) + p["b"]
             chex.assert_trees_all_close(ours, ref, rtol=1e-5, atol=1e-5)
 
 
