@@ -1,6 +1,6 @@
 """The speed benchmark on an accelerator: check that JAX sees a GPU or TPU, then run scripts/bench.py.
 
-    pip install -e . "jax[cuda12]"        # on a machine with an NVIDIA GPU (or jax[tpu] on a TPU VM)
+    pip install -e . "jax[cuda12]"        # on a machine with an NVIDIA GPU (or jax[cuda13], or jax[tpu] on a TPU VM)
     python scripts/gpu_check.py [--data-dir ../shared/data/mnist] [--json OUT]
 
 Prints the devices, then the same table as bench.py (compile and train seconds, examples/s,
