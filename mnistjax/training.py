@@ -26,7 +26,7 @@ from mnistjax.models import Model
 from mnistjax.sgd import sgd as BasicOptim  # noqa: N812 — the book's name for the hand-written step
 
 __all__ = ["BasicOptim", "Data", "FitResult", "Learner", "batch_indices", "calc_grad", "data_from", "data_parallel", "fit", "init",
-           "init_many", "predict", "random_shift", "train_epoch", "train_step", "validate_epoch"]
+           "init_many", "predict", "random_shift", "train_epoch", "train_step", "validate_epoch", "weighted"]
 
 
 class Data(NamedTuple):
@@ -94,21 +94,32 @@ def _replicate(tree, mesh: Mesh):
 
 
 def _split_batch(x: jax.Array, mesh: Mesh | None) -> jax.Array:
-    """Shard a batch's leading axis over the mesh; a batch the devices do not divide (the partial
-    last one) stays whole, which is the same math, just not split."""
-    if mesh is None or x.shape[0] % mesh.size:
+    """Shard a batch's leading axis over the mesh (``fit`` checks that its devices divide the batch)."""
+    if mesh is None:
         return x
     return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, PartitionSpec("batch")))
 
 
-def calc_grad(params, xb, yb, model: Model, loss: Callable) -> tuple[jax.Array, chex.ArrayTree]:
-    """The loss of one batch and its gradient with respect to every parameter."""
-    return jax.value_and_grad(lambda p: loss(model.apply(p, xb), yb))(params)
+def weighted(loss: Callable) -> Callable:
+    """A batch-mean loss made a weighted mean: ``(logits, y, w) -> sum(w · loss_i) / sum(w)``, where
+    loss_i is the loss of example i alone (a batch of one). Weight 0 leaves an example out."""
+    def mean(logits, y, w):
+        each = jax.vmap(lambda logit, target: loss(logit[None], target[None]))(logits, y)
+        return (w * each).sum() / w.sum()
+
+    return mean
 
 
-def train_step(params, opt_state, xb, yb, learner: Learner):
+def calc_grad(params, xb, yb, model: Model, loss: Callable, weights=None) -> tuple[jax.Array, chex.ArrayTree]:
+    """The loss of one batch and its gradient with respect to every parameter (``weights``: (B,) per
+    example, for a padded batch; None: the plain mean)."""
+    mean = loss if weights is None else lambda logits, y: weighted(loss)(logits, y, weights)
+    return jax.value_and_grad(lambda p: mean(model.apply(p, xb), yb))(params)
+
+
+def train_step(params, opt_state, xb, yb, learner: Learner, weights=None):
     """One SGD step on one batch: gradient, optimizer update, new params. Returns (params, opt_state, loss)."""
-    loss, grads = calc_grad(params, xb, yb, learner.model, learner.task.loss)
+    loss, grads = calc_grad(params, xb, yb, learner.model, learner.task.loss, weights)
     updates, opt_state = learner.optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
@@ -135,26 +146,30 @@ def batch_indices(key: jax.Array, n: int, batch_size: int, drop_last: bool = Fal
 
 
 def train_epoch(params, opt_state, key, learner: Learner):
-    """One epoch: a scan over shuffled full batches, then the partial batch. Returns (params, opt_state, mean loss)."""
-    d = learner.data
-    full, rest = batch_indices(key, d.x_train.shape[0], learner.batch_size, learner.drop_last, learner.shuffle)
+    """One epoch: one scan over the shuffled batches. Returns (params, opt_state, mean loss).
 
-    def batch(idx, i):
+    A partial last batch is padded to full size, its padding weighted 0: the same math as a short
+    batch, but one step to compile instead of two (≈ 30 % of an epoch's compile time).
+    """
+    d = learner.data
+    b = learner.batch_size
+    full, rest = batch_indices(key, d.x_train.shape[0], b, learner.drop_last, learner.shuffle)
+    idx, weights = full, jnp.ones(full.shape)
+    if rest.shape[0]:
+        idx = jnp.concatenate([full, jnp.pad(rest, (0, b - rest.shape[0]))[None]])
+        weights = jnp.concatenate([weights, (jnp.arange(b) < rest.shape[0])[None].astype(weights.dtype)])
+
+    def step(carry, batch):
+        idx, w, i = batch
         xb = d.x_train[idx]
         xb = xb if learner.augment is None else learner.augment(jax.random.fold_in(key, i), xb)
-        return _split_batch(xb, learner.mesh), _split_batch(d.y_train[idx], learner.mesh)
-
-    def step(carry, idx_i):
-        idx, i = idx_i
-        params, opt_state, loss = train_step(*carry, *batch(idx, i), learner)
+        xb, yb = _split_batch(xb, learner.mesh), _split_batch(d.y_train[idx], learner.mesh)
+        params, opt_state, loss = train_step(*carry, xb, yb, learner, _split_batch(w, learner.mesh))
         return (params, opt_state), loss
 
-    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (full, jnp.arange(full.shape[0])))
-    total, count = losses.sum() * learner.batch_size, full.size
-    if rest.shape[0]:
-        params, opt_state, loss = train_step(params, opt_state, *batch(rest, full.shape[0]), learner)
-        total, count = total + loss * rest.shape[0], count + rest.shape[0]
-    return params, opt_state, total / count
+    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (idx, weights, jnp.arange(idx.shape[0])))
+    counts = weights.sum(1)
+    return params, opt_state, (losses * counts).sum() / counts.sum()
 
 
 @partial(jax.jit, static_argnames=("model", "chunk"))
