@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from mnistjax import data, reports
 from tests_helpers import run_cli as mnistjax
 
 
@@ -68,3 +69,8 @@ def test_run_is_the_chapter_in_one_table():
     assert out["dataset"] == "tiny"
     assert [s["step"].split()[0] for s in out["steps"]] == ["pixel", "linear", "simple_net", "cnn"]
     assert all(0.9 < s["accuracy"] <= 1 and s["book"] > 0.95 for s in out["steps"])
+    assert out["seconds"] > 0
+    tiny = data.load_tiny()  # the steps ran side by side, each giving what it gives alone
+    for step, name in zip(out["steps"][1:3], ("linear", "simple_net")):
+        alone = reports.train(tiny, classes=(3, 7), progress=False, **reports.CHAPTER_RUNS[name])
+        assert step["accuracy"] == alone["valid_accuracy"], name
