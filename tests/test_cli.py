@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from PIL import Image
 
 from mnistjax import data, reports
 from tests_helpers import run_cli as mnistjax
@@ -64,9 +65,12 @@ def test_env_var_names_the_data_dir(mnist_dir):
     assert out["source"] == str(mnist_dir)
 
 
-def test_run_is_the_chapter_in_one_table():
-    out = json.loads(mnistjax("run", "--dataset", "tiny", "--json", check_rc=0).stdout)
+def test_run_is_the_chapter_in_one_table(tmp_path):
+    out = json.loads(mnistjax("run", "--dataset", "tiny", "--json", "--figures", str(tmp_path), check_rc=0).stdout)
     assert out["dataset"] == "tiny"
+    for step in ("baseline", "linear", "simple_net", "cnn"):  # written from four threads at once
+        pngs = sorted((tmp_path / step).glob("*.png"))
+        assert len(pngs) >= 3 and all(Image.open(p).size[0] > 100 for p in pngs), step
     assert [s["step"].split()[0] for s in out["steps"]] == ["pixel", "linear", "simple_net", "cnn"]
     assert all(0.9 < s["accuracy"] <= 1 and s["book"] > 0.95 for s in out["steps"])
     assert out["seconds"] > 0

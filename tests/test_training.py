@@ -18,7 +18,7 @@ import pytest
 from mnistjax import checkpoint, data, losses, models
 from mnistjax.errors import MnistjaxError
 from mnistjax.training import (BasicOptim, Learner, batch_indices, data_from, fit, init, init_many, predict,
-                               train_epoch, train_step)
+                               train_epoch, train_step, weighted)
 from tests_helpers import run_cli
 
 
@@ -46,6 +46,18 @@ def test_cross_entropy_is_optax():
     logits, labels = jnp.array([[2.0, 1.0, 0.1], [0.0, 0.0, 3.0]]), jnp.array([0, 2])
     by_hand = -np.mean([jax.nn.log_softmax(logits[0])[0], jax.nn.log_softmax(logits[1])[2]])
     np.testing.assert_allclose(losses.cross_entropy(logits, labels), by_hand, rtol=1e-6)
+
+
+class WeightedLossTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_weighted_is_the_mean_over_the_weighted_examples(self):
+        logits, y = jax.random.normal(jax.random.key(0), (8,)), jnp.array([0, 1] * 4)
+        w = jnp.array([1.0] * 5 + [0.0] * 3)  # a batch of 5 padded to 8
+        got = self.variant(weighted(losses.binary.loss))(logits, y, w)
+        np.testing.assert_allclose(got, losses.binary.loss(logits[:5], y[:5]), rtol=1e-6)
+        k_logits = jax.random.normal(jax.random.key(1), (8, 3))
+        np.testing.assert_allclose(self.variant(weighted(losses.cross_entropy))(k_logits, y, jnp.ones(8)),
+                                   losses.cross_entropy(k_logits, y), rtol=1e-6)
 
 
 class ModelShapeTest(chex.TestCase):
