@@ -42,35 +42,45 @@ def baseline(ds: data.Dataset, classes: tuple[int, ...] = (3, 7), distance: str 
     """
     t0 = time.perf_counter()
     sample = data.mnist_sample(ds, classes)
-    ids = jnp.asarray(classes)
-    x, y = data.as_float(sample.train.images), jnp.asarray(sample.train.labels)
-    xv, yv = data.as_float(sample.valid.images), jnp.asarray(sample.valid.labels)
-    protos = fit_prototypes(x, y, ids)
-    pred = classify(xv, protos, ids, DISTANCES[distance])
-    k = len(ds.classes)
-    per_class = np.asarray(metrics.per_class_accuracy(pred, yv, k))
-    cm = np.asarray(metrics.confusion_matrix(pred, yv, k))[np.ix_(classes, classes)]
+    x, xv = data.as_float(sample.train.images), data.as_float(sample.valid.images)
+    a_3 = (data.as_float(sample.train.images[np.flatnonzero(sample.train.labels == 3)[1]])  # the book's threes[1]
+           if classes == (3, 7) else None)
+    n = jax.device_get(_pixel_similarity(x, sample.train.labels, xv, sample.valid.labels, np.asarray(classes, np.int32),
+                                         a_3, DISTANCES[distance], len(ds.classes)))
     names = [ds.classes[c] for c in classes]
     result = {
         "dataset": ds.name,
         "classes": names,
         "distance": distance,
-        "per_class_accuracy": {n: _r(per_class[c]) for n, c in zip(names, classes)},
-        "balanced_accuracy": _r(metrics.balanced_accuracy(pred, yv, k)),
-        "accuracy": _r(metrics.accuracy(pred, yv)),
+        "per_class_accuracy": {name: _r(n["per_class"][c]) for name, c in zip(names, classes)},
+        "balanced_accuracy": _r(n["balanced"]),
+        "accuracy": _r(n["accuracy"]),
         "n_train": len(sample.train),
         "n_valid": len(sample.valid),
-        "confusion_matrix": cm.tolist(),
+        "confusion_matrix": n["confusion"][np.ix_(classes, classes)].tolist(),
     }
-    if classes == (3, 7):
-        a_3 = x[np.flatnonzero(sample.train.labels == 3)[1]]  # the book's threes[1]
-        result["a_3_distances"] = {f"{d}_mean{c}": _r(mnist_distance(a_3, p, DISTANCES[d]))
-                                   for c, p in zip(classes, protos) for d in ("l1", "rmse")}
+    if a_3 is not None:
+        result["a_3_distances"] = {f"{d}_mean{c}": _r(n["a_3"][d][i]) for i, c in enumerate(classes) for d in ("l1", "rmse")}
         result["book"] = BOOK_BASELINE
     result["seconds"] = round(time.perf_counter() - t0, 3)
     if figures is not None:
-        _baseline_figures(Path(figures), sample, protos, cm, names, distance)
+        cm = np.asarray(result["confusion_matrix"])
+        _baseline_figures(Path(figures), sample, n["prototypes"], cm, names, distance)
     return result
+
+
+@partial(jax.jit, static_argnames=("distance", "n_classes"))
+def _pixel_similarity(x, y, xv, yv, classes, a_3, distance, n_classes: int) -> dict:
+    """All of the baseline's numbers in one compiled call (eagerly, each little op would be a compile
+    of its own: 26 of them). a_3: an image whose L1 and RMSE distances to each prototype to report, or None."""
+    protos = fit_prototypes(x, y, classes)
+    pred = classify(xv, protos, classes, distance)
+    out = {"prototypes": protos, "confusion": metrics.confusion_matrix(pred, yv, n_classes),
+           "per_class": metrics.per_class_accuracy(pred, yv, n_classes),
+           "balanced": metrics.balanced_accuracy(pred, yv, n_classes), "accuracy": metrics.accuracy(pred, yv)}
+    if a_3 is not None:
+        out["a_3"] = {d: mnist_distance(a_3, protos, DISTANCES[d]) for d in ("l1", "rmse")}
+    return out
 
 
 def _baseline_figures(folder: Path, sample: data.Sample, protos, cm, names, distance) -> None:
@@ -280,14 +290,12 @@ def train(ds: data.Dataset, model: str = "simple_net", classes: tuple[int, ...] 
 
     r = fit(learner, epochs, key, progress=progress, on_epoch=on_epoch, **start)
     logits = r.valid_logits if r.valid_logits is not None else predict(r.params, d.x_valid, learner.model)
-    pred = task.predict(logits)
-    k = len(classes)
-    per_class = np.asarray(metrics.per_class_accuracy(pred, d.y_valid, k))
+    pred, per_class = _predictions(logits, d.y_valid, task.predict, len(classes))
     names = [ds.classes[c] for c in classes]
     result = {
         **config, "classes": names, "epochs": epochs,
         "valid_accuracy": r.history[-1]["valid_accuracy"] if r.history else None,
-        "per_class_accuracy": {n: _r(a) for n, a in zip(names, per_class)},
+        "per_class_accuracy": {n: _r(a) for n, a in zip(names, np.asarray(per_class))},
         "history": r.history, "diverged_at": r.diverged_at,
         "compile_seconds": round(r.compile_seconds, 3), "train_seconds": round(r.train_seconds, 3),
         "n_train": int(d.x_train.shape[0]), "n_valid": int(d.x_valid.shape[0]), "devices": devices or 1,
@@ -301,6 +309,13 @@ def train(ds: data.Dataset, model: str = "simple_net", classes: tuple[int, ...] 
         err.result = result
         raise err
     return result
+
+
+@partial(jax.jit, static_argnames=("predict", "n_classes"))
+def _predictions(logits, labels, predict, n_classes: int):
+    """Predicted class indices and the accuracy per class, in one compiled call (not an eager op each)."""
+    pred = predict(logits)
+    return pred, metrics.per_class_accuracy(pred, labels, n_classes)
 
 
 def train_many(ds: data.Dataset, model: str = "simple_net", classes: tuple[int, ...] = (3, 7), epochs: int = 40,

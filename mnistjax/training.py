@@ -286,6 +286,7 @@ def init(learner: Learner, key: jax.Array):
     return jax.jit(fresh)(key)
 
 
+@jax.jit  # one compile, not three eager ones
 def shuffle_key_of(key: jax.Array) -> jax.Array:
     """The run's shuffling key: the second half of ``split(key)`` (init has the first)."""
     return jax.random.split(key)[1]
