@@ -8,6 +8,7 @@ object on stdout, logs and progress on stderr, and on bad input prints one line
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -255,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         use_compile_cache(args)
         args.func(args)
+        # What is alive now lives until exit: keep the garbage collector's passes at interpreter exit from
+        # walking it all (JAX's ~150,000 objects: ≈ 0.3 s of a 5 s warm `mnistjax run`).
+        gc.freeze()
         return 0
     except MnistjaxError as e:
         print(f"mnistjax: error: {' '.join(str(e).split())}", file=sys.stderr)
