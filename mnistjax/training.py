@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from functools import partial
+from functools import lru_cache, partial
 from typing import Callable, NamedTuple
 
 import chex
@@ -211,9 +211,12 @@ class FitResult(NamedTuple):
     valid_logits: jax.Array | None = None  # the validation logits of ``params`` (None when no epoch ran)
 
 
+@lru_cache(maxsize=32)
 def _compiled_epoch(learner: Learner, n_models: int | None, same_batches: bool = False):
-    """``run_epoch`` jit-compiled for this learner, the data an argument (not a baked-in constant);
-    vmapped over a leading model axis when ``n_models`` (with one shared shuffle when ``same_batches``)."""
+    """``run_epoch`` jit-compiled for this learner (its ``data`` None: the data are an argument, not a
+    baked-in constant); vmapped over a leading model axis when ``n_models`` (with one shared shuffle
+    when ``same_batches``). Kept per learner, so fitting the same learner again (another seed, more
+    epochs) reuses the compiled program: for the cnn, 3.2–3.7 s each time otherwise."""
     def epoch(params, opt_state, key, epoch, data):
         bound = partial(run_epoch, learner=learner._replace(data=data))
         if n_models:
@@ -253,7 +256,7 @@ def fit(learner: Learner, epochs: int, key: jax.Array, *, params=None, opt_state
             raise MnistjaxError(f"--batch-size {learner.batch_size}: not a multiple of the {learner.mesh.size} devices; "
                                 "expected each device to get an equal share")
         params, opt_state, shuffle_key, d = _replicate((params, opt_state, shuffle_key, d), learner.mesh)
-    epoch_fn = _compiled_epoch(learner, n_models, same_batches)
+    epoch_fn = _compiled_epoch(learner._replace(data=None), n_models, same_batches)
     t0 = time.perf_counter()
     compiled = epoch_fn.lower(params, opt_state, shuffle_key, start_epoch, d).compile()
     compile_seconds = time.perf_counter() - t0
@@ -279,11 +282,16 @@ def fit(learner: Learner, epochs: int, key: jax.Array, *, params=None, opt_state
 def init(learner: Learner, key: jax.Array):
     """Initial params and optimizer state for one model, from the run's ``key``. Compiled as one
     call: run eagerly, every random draw of every layer shape would be a compile of its own (≈ 2 s for the cnn)."""
-    def fresh(key):
-        params = learner.model.init(jax.random.split(key)[0])
-        return params, learner.optimizer.init(params)
+    return _compiled_init(learner.model, learner.optimizer)(key)
 
-    return jax.jit(fresh)(key)
+
+@lru_cache(maxsize=32)
+def _compiled_init(model: Model, optimizer: optax.GradientTransformation):
+    def fresh(key):
+        params = model.init(jax.random.split(key)[0])
+        return params, optimizer.init(params)
+
+    return jax.jit(fresh)
 
 
 @jax.jit  # one compile, not three eager ones

@@ -15,7 +15,7 @@ import numpy as np
 import optax
 import pytest
 
-from mnistjax import checkpoint, data, losses, models
+from mnistjax import checkpoint, data, losses, models, training
 from mnistjax.errors import MnistjaxError
 from mnistjax.training import (BasicOptim, Learner, batch_indices, data_from, fit, init, init_many, predict,
                                train_epoch, train_step, weighted)
@@ -179,6 +179,21 @@ def test_same_seed_same_numbers(d37):
                 progress=False) for _ in range(2))
     assert a.history == b.history
     chex.assert_trees_all_equal(a.params, b.params)
+
+
+def test_fitting_a_learner_again_reuses_its_program_with_the_new_data(d37):
+    def learner(d):
+        return Learner(models.linear(), losses.binary, optax.sgd(1.0), d, shuffle=False)
+
+    first = learner(d37)
+    fit(first, 1, jax.random.key(0), progress=False)
+    flipped = d37._replace(x_train=d37.x_train[::-1], y_train=d37.y_train[::-1])  # same shapes, other batches
+    hits = training._compiled_epoch.cache_info().hits
+    again = fit(first._replace(data=flipped), 1, jax.random.key(0), progress=False)
+    assert training._compiled_epoch.cache_info().hits == hits + 1
+    fresh = fit(learner(flipped), 1, jax.random.key(0), progress=False)  # new functions: compiled anew
+    chex.assert_trees_all_equal(again.params, fresh.params)
+    assert again.history == fresh.history
 
 
 def test_vmap_over_seeds_equals_separate_runs(d37):
