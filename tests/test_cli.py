@@ -5,7 +5,8 @@ import json
 import pytest
 from PIL import Image
 
-from mnistjax import data, reports
+from mnistjax import cli, data, reports
+from mnistjax.distances import DISTANCES
 from tests_helpers import run_cli as mnistjax
 
 
@@ -18,6 +19,16 @@ def test_data_info_json_on_tiny():
 def test_data_info_on_real_data(mnist_dir):
     out = json.loads(mnistjax("data", "info", "--data-dir", str(mnist_dir), "--json", check_rc=0).stdout)
     assert out["dataset"] == "mnist" and out["verified"] is True and out["splits"]["test"]["count"] == 10000
+
+
+def test_distance_choices_are_the_library_distances():
+    assert sorted(cli.DISTANCE_NAMES) == sorted(DISTANCES)  # the CLI lists them without importing JAX
+
+
+def test_a_command_that_reads_no_data_never_loads_it(tmp_path):
+    env = {"MNISTJAX_DATA": "", "MNISTJAX_CACHE": str(tmp_path)}  # loading would warn of the tiny fallback
+    proc = mnistjax("sgd", "--steps", "2", "--json", env=env, check_rc=0)
+    assert "warning" not in proc.stderr
 
 
 def test_auto_without_data_falls_back_to_tiny_with_one_warning(tmp_path):
