@@ -12,9 +12,10 @@ import gc
 import json
 import os
 import sys
+import threading
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from functools import partial
 from typing import Callable
 
@@ -259,17 +260,31 @@ def build_parser() -> argparse.ArgumentParser:
 READS_DATA = {cmd_run, cmd_train, cmd_baseline, cmd_data_info}
 
 
+def _in_background(fn: Callable, *args, **kwargs) -> Future:
+    """``fn(*args, **kwargs)`` in a daemon thread: one that never holds the process up (after Ctrl-C
+    in a download, say), which a ``ThreadPoolExecutor``'s worker would."""
+    future = Future()
+
+    def run():
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as e:  # handed to whoever asks for the result
+            future.set_exception(e)
+
+    threading.Thread(target=run, daemon=True).start()
+    return future
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        with ThreadPoolExecutor(1) as pool:
+        if args.func in READS_DATA:
             # The data decompress and hash in a thread (zlib and hashlib release the GIL) while this one
             # imports JAX: a command that reads them starts ≈ 0.3 s sooner.
-            if args.func in READS_DATA:
-                args.loading = pool.submit(data.load, args.dataset, args.data_dir, args.cache_dir, args.mirror,
-                                           progress=not args.json)
-            use_compile_cache(args)
-            args.func(args)
+            args.loading = _in_background(data.load, args.dataset, args.data_dir, args.cache_dir, args.mirror,
+                                          progress=not args.json)
+        use_compile_cache(args)
+        args.func(args)
         # What is alive now lives until exit: keep the garbage collector's passes at interpreter exit from
         # walking it all (JAX's ~150,000 objects: ≈ 0.3 s of a 5 s warm `mnistjax run`).
         gc.freeze()

@@ -125,3 +125,20 @@ def test_killed_download_leaves_nothing_that_verifies(server, tmp_path, monkeypa
         data.load("mnist", cache_dir=tmp_path, mirrors=["http://127.0.0.1:9/"], progress=False)
     data.fetch(tmp_path, [f"{server}/good"], progress=False)  # the next fetch cleans up
     assert not any(n.startswith(".staging-") for n in cache_files(tmp_path))
+
+
+def test_ctrl_c_during_a_download_exits_at_once(server, tmp_path, monkeypatch):
+    # The CLI loads the data in a thread while it imports JAX: Ctrl-C must not wait for that thread.
+    monkeypatch.delenv("MNISTJAX_DATA", raising=False)
+    env = {**os.environ, "MNISTJAX_CACHE": str(tmp_path), "MNISTJAX_MIRRORS": f"{server}/slow"}
+    proc = subprocess.Popen([sys.executable, "-m", "mnistjax.cli", "data", "info", "--dataset", "mnist", "--json"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any(mnist_cache(tmp_path).glob(".staging-*/*.gz")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    try:
+        rc = proc.wait(timeout=15)  # the trickled download itself takes minutes
+    finally:
+        proc.kill()
+    assert rc == 130 and "mnistjax: interrupted" in proc.stderr.read()
