@@ -229,7 +229,8 @@ def _compiled_epoch(learner: Learner, n_models: int | None, same_batches: bool =
 def fit(learner: Learner, epochs: int, key: jax.Array, *, params=None, opt_state=None, start_epoch: int = 0,
         history: list[dict] | None = None, n_models: int | None = None, same_batches: bool = False, progress: bool = True,
         on_epoch: Callable[[int, object, object, list], None] | None = None) -> FitResult:
-    """Train for ``epochs`` epochs (from ``start_epoch``), one compiled call per epoch.
+    """Train for ``epochs`` epochs (from ``start_epoch``), one compiled call per epoch (compiled once per
+    learner: fitting the same learner again, with other keys or data of the same shapes, reuses it).
 
     ``key`` drives init and every shuffle. Pass ``params``/``opt_state``/``start_epoch``/``history``
     to resume. With ``n_models``, params, opt_state and key carry a leading axis of that many
