@@ -141,4 +141,6 @@ def test_ctrl_c_during_a_download_exits_at_once(server, tmp_path, monkeypatch):
         rc = proc.wait(timeout=15)  # the trickled download itself takes minutes
     finally:
         proc.kill()
-    assert rc == 130 and "mnistjax: interrupted" in proc.stderr.read()
+    # 130, or (about 1 run in 6, when the signal lands while JAX is half imported) the process ends by
+    # SIGINT itself after its message: a shell reports both as 130.
+    assert rc in (130, -signal.SIGINT) and "mnistjax: interrupted" in proc.stderr.read()
