@@ -136,11 +136,10 @@ def test_ctrl_c_during_a_download_exits_at_once(server, tmp_path, monkeypatch):
     deadline = time.monotonic() + 60
     while not any(mnist_cache(tmp_path).glob(".staging-*/*.gz")) and time.monotonic() < deadline:
         time.sleep(0.05)
+    time.sleep(3)  # JAX imported by now (a Ctrl-C inside an extension's import can fail in other ways)
     proc.send_signal(signal.SIGINT)
     try:
         rc = proc.wait(timeout=15)  # the trickled download itself takes minutes
     finally:
         proc.kill()
-    # 130, or (about 1 run in 6, when the signal lands while JAX is half imported) the process ends by
-    # SIGINT itself after its message: a shell reports both as 130.
-    assert rc in (130, -signal.SIGINT) and "mnistjax: interrupted" in proc.stderr.read()
+    assert rc == 130 and "mnistjax: interrupted" in proc.stderr.read()
