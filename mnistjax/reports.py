@@ -19,7 +19,7 @@ from mnistjax.errors import MnistjaxError, TrainingDiverged
 from mnistjax.prototypes import classify, fit_prototypes
 from mnistjax.sgd import (descend, diverged, fit_loss, first_step_within, init_params, lstsq_quadratic, quadratic,
                           roller_coaster, sgd)
-from mnistjax.training import Learner, data_from, data_parallel, fit, init, init_many, predict, random_shift
+from mnistjax.training import Data, Learner, data_from, data_parallel, fit, init, init_many, predict, random_shift
 
 # The book's numbers for pixel similarity on MNIST_SAMPLE (L1 distance; a_3 = threes[1]).
 BOOK_BASELINE = {
@@ -48,6 +48,7 @@ def baseline(ds: data.Dataset, classes: tuple[int, ...] = (3, 7), distance: str 
     n = jax.device_get(_pixel_similarity(x, sample.train.labels, xv, sample.valid.labels, np.asarray(classes, np.int32),
                                          a_3, DISTANCES[distance], len(ds.classes)))
     names = [ds.classes[c] for c in classes]
+    cm = n["confusion"][np.ix_(classes, classes)]
     result = {
         "dataset": ds.name,
         "classes": names,
@@ -57,14 +58,13 @@ def baseline(ds: data.Dataset, classes: tuple[int, ...] = (3, 7), distance: str 
         "accuracy": _r(n["accuracy"]),
         "n_train": len(sample.train),
         "n_valid": len(sample.valid),
-        "confusion_matrix": n["confusion"][np.ix_(classes, classes)].tolist(),
+        "confusion_matrix": cm.tolist(),
     }
     if a_3 is not None:
         result["a_3_distances"] = {f"{d}_mean{c}": _r(n["a_3"][d][i]) for i, c in enumerate(classes) for d in ("l1", "rmse")}
         result["book"] = BOOK_BASELINE
     result["seconds"] = round(time.perf_counter() - t0, 3)
     if figures is not None:
-        cm = np.asarray(result["confusion_matrix"])
         _baseline_figures(Path(figures), sample, n["prototypes"], cm, names, distance)
     return result
 
@@ -234,9 +234,11 @@ FAST_CNN10 = {"model": "cnn", "channels": (24, 48), "epochs": 3, "lr": 6e-3, "op
 
 def _learner(ds: data.Dataset, model: str, classes: tuple[int, ...], epochs: int, lr: float, batch_size: int,
              opt: str, loss: str | None, schedule: str, augment: int = 0, shuffle: bool = True,
-             channels: tuple[int, int] | None = None, sweep: bool = False) -> tuple[Learner, str]:
+             channels: tuple[int, int] | None = None, sweep: bool = False,
+             prepared: Data | None = None) -> tuple[Learner, str]:
     """The Learner for a CLI-style configuration, and the loss name it uses. ``sweep``: the learning
-    rate becomes an injected hyperparameter, so models trained together can each have their own."""
+    rate becomes an injected hyperparameter, so models trained together can each have their own.
+    ``prepared``: the classes' ``Data`` already on the device (default: made from ``ds``)."""
     loss = loss or ("mnist_loss" if len(classes) == 2 else "cross_entropy")
     if loss == "mnist_loss" and len(classes) != 2:
         raise MnistjaxError(f"--loss mnist_loss: needs exactly two classes, got {len(classes)}; use cross_entropy")
@@ -246,7 +248,7 @@ def _learner(ds: data.Dataset, model: str, classes: tuple[int, ...], epochs: int
         raise MnistjaxError(f"--epochs {epochs} --batch-size {batch_size} --lr {lr} --augment {augment}: "
                             "expected positive numbers (augment: 0 or more pixels)")
     task = losses.binary if loss == "mnist_loss" else losses.multiclass._replace(n_out=len(classes))
-    d = data_from(data.mnist_sample(ds, classes))
+    d = prepared if prepared is not None else data_from(data.mnist_sample(ds, classes))
     steps = epochs * -(-int(d.x_train.shape[0]) // batch_size)
     rate = optax.cosine_onecycle_schedule(steps, lr) if schedule == "onecycle" else lr
     optimizer = optax.inject_hyperparams(OPTIMIZERS[opt])(learning_rate=rate) if sweep else OPTIMIZERS[opt](rate)
@@ -258,7 +260,7 @@ def train(ds: data.Dataset, model: str = "simple_net", classes: tuple[int, ...] 
           lr: float = 0.1, batch_size: int = 256, opt: str = "sgd", seed: int = 0, loss: str | None = None,
           schedule: str = "constant", augment: int = 0, shuffle: bool = True, channels: tuple[int, int] | None = None,
           devices: int | None = None, checkpoint_dir: str | None = None, checkpoint_every: int = 1, resume: bool = False,
-          figures: str | os.PathLike | None = None, progress: bool = True) -> dict:
+          figures: str | os.PathLike | None = None, progress: bool = True, prepared: Data | None = None) -> dict:
     """Train one model on a class subset and report it (history, accuracy per class, timings).
 
     loss: "mnist_loss" (one logit, two classes only) or "cross_entropy"; default: the book's
@@ -266,10 +268,12 @@ def train(ds: data.Dataset, model: str = "simple_net", classes: tuple[int, ...] 
     "onecycle" (warm up to ``lr``, then cosine down, over the whole run). augment: shift training
     images by up to this many pixels (0: none). shuffle: False keeps the data's order every epoch
     (the book's DataLoader). channels: the cnn's conv widths. devices: split each batch over this many devices
-    (data parallel; None: one device). Raises TrainingDiverged (with the
+    (data parallel; None: one device). prepared: ``data_from(data.mnist_sample(ds, classes))`` made
+    once for several runs (``mnistjax run`` shares one among its steps). Raises TrainingDiverged (with the
     report so far in ``.result``) when the loss goes non-finite.
     """
-    learner, loss = _learner(ds, model, classes, epochs, lr, batch_size, opt, loss, schedule, augment, shuffle, channels)
+    learner, loss = _learner(ds, model, classes, epochs, lr, batch_size, opt, loss, schedule, augment, shuffle, channels,
+                             prepared=prepared)
     learner = learner._replace(mesh=data_parallel(devices) if devices else None)
     d = learner.data
     task = learner.task
