@@ -1,7 +1,8 @@
-"""Checkpoints: params, optimizer state, PRNG key, epoch and history in one ``.npz``, written atomically.
+"""Checkpoints: a run's TrainState and history in one ``.npz``, written atomically.
 
-A checkpoint also records the run's configuration; resuming with another configuration, or from
-a file that is corrupt or of another structure, is a clear error, never a silent mix.
+A checkpoint also records the run's configuration and the identity of its training data; resuming
+with another configuration, other data, or from a file that is corrupt or of another structure is
+a clear error, never a silent mix.
 """
 
 from __future__ import annotations
@@ -9,53 +10,73 @@ from __future__ import annotations
 import io
 import json
 import os
-import zipfile
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from mnistjax.data.idx import atomic_write
 from mnistjax.errors import MnistjaxError
+from mnistjax.files import atomic_write, remove_stale_temps
 
 FILENAME = "checkpoint.npz"
+# Settings that do not change a run's numbers: where checkpoints go, and where the data was read from
+# (the data themselves are compared by their hash).
+_IRRELEVANT = ("checkpoint_dir", "checkpoint_every", "data_dir", "dataset")
 
 
-def save(folder: str | os.PathLike, params, opt_state, key: jax.Array, epoch: int, history: list, config: dict) -> Path:
+def save(folder: str | os.PathLike, train_state, history: list, config: dict, data_id: str) -> Path:
     """Write ``folder/checkpoint.npz`` (temp file + rename: a crash leaves the previous one whole)."""
-    leaves, treedef = jax.tree.flatten({"params": params, "opt_state": opt_state})
-    meta = {"epoch": epoch, "history": history, "config": config, "treedef": str(treedef)}
+    leaves, treedef = jax.tree.flatten(train_state)
+    meta = {"history": history, "config": config, "data": data_id, "treedef": str(treedef)}
     buf = io.BytesIO()
-    np.savez(buf, meta=np.array(json.dumps(meta)), key=np.asarray(jax.random.key_data(key)),
-             **{f"leaf{i}": np.asarray(x) for i, x in enumerate(leaves)})
+    np.savez(buf, meta=np.array(json.dumps(meta)), **{f"leaf{i}": np.asarray(x) for i, x in enumerate(leaves)})
     path = Path(folder) / FILENAME
     atomic_write(path, buf.getvalue())
     return path
 
 
-def load(folder: str | os.PathLike, params, opt_state, config: dict):
-    """Read ``folder/checkpoint.npz`` into the structure of ``params``/``opt_state`` (templates).
-
-    Returns (params, opt_state, key, epoch, history). Refuses a file that is missing, corrupt,
-    made by another configuration, or whose arrays do not fit the templates.
-    """
-    path = Path(folder) / FILENAME
-    if not path.is_file():
-        raise MnistjaxError(f"--resume: no checkpoint at {path}; expected one written by --checkpoint-dir")
+def _read(path: Path) -> tuple[dict, list[np.ndarray]]:
     try:
         with np.load(path) as z:
             meta = json.loads(str(z["meta"]))
-            key_data = z["key"]
-            saved = [z[f"leaf{i}"] for i in range(len(z.files) - 2)]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError, EOFError) as e:
-        raise MnistjaxError(f"{path}: corrupt checkpoint ({type(e).__name__}: {e}); delete it or start without --resume") from None
-    mismatch = {k: (meta["config"].get(k), v) for k, v in config.items() if meta["config"].get(k) != v}
-    if mismatch:
-        detail = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in mismatch.items())
-        raise MnistjaxError(f"{path}: checkpoint is of another run ({detail}); use the same options or another --checkpoint-dir")
-    leaves, treedef = jax.tree.flatten({"params": params, "opt_state": opt_state})
+            saved = [z[f"leaf{i}"] for i in range(len(z.files) - 1)]
+        if not isinstance(meta, dict) or not {"history", "config", "data", "treedef"} <= meta.keys():
+            raise ValueError("no run description in it")
+    except Exception as e:  # zip, zlib, pickle-free npy parsing, JSON: whatever a flipped bit breaks
+        raise MnistjaxError(f"{path}: corrupt checkpoint ({type(e).__name__}: {' '.join(str(e).split())[:120]}); "
+                            "delete it or start without resuming", param="checkpoint_dir") from None
+    return meta, saved
+
+
+def _differences(saved: dict, now: dict) -> list[str]:
+    keys = [k for k in {**saved, **now} if k not in _IRRELEVANT]
+    if now.get("schedule", "constant") == "constant":
+        keys.remove("epochs")  # a constant rate: training on for more epochs is the same run
+    return [f"{k}: saved {saved.get(k)!r}, now {now.get(k)!r}" for k in keys if saved.get(k) != now.get(k)]
+
+
+def load(folder: str | os.PathLike, template, config: dict, data_id: str):
+    """Read ``folder/checkpoint.npz`` into the structure of ``template`` (a TrainState).
+
+    Returns (train_state, history). Refuses a file that is missing, corrupt, made by another
+    configuration or from other data, or whose arrays do not fit the template.
+    """
+    folder = Path(folder)
+    remove_stale_temps(folder)
+    path = folder / FILENAME
+    if not path.is_file():
+        raise MnistjaxError(f"no checkpoint at {path}; expected one written by an earlier run", param="checkpoint_dir")
+    meta, saved = _read(path)
+    detail = _differences(meta["config"], config)
+    if detail:
+        raise MnistjaxError(f"{path} is of another run ({'; '.join(detail)}); use the same settings or another folder",
+                            param="checkpoint_dir")
+    if meta["data"] != data_id:
+        raise MnistjaxError(f"{path} was trained on other data (its hash {meta['data'][:12]}…, these data "
+                            f"{data_id[:12]}…); use the same data or another folder", param="checkpoint_dir")
+    leaves, treedef = jax.tree.flatten(template)
     if str(treedef) != meta["treedef"] or len(saved) != len(leaves) or any(
             a.shape != np.shape(b) or a.dtype != np.asarray(b).dtype for a, b in zip(saved, leaves)):
-        raise MnistjaxError(f"{path}: checkpoint arrays do not fit this model and optimizer; expected the structure it was saved with")
-    tree = jax.tree.unflatten(treedef, [jax.numpy.asarray(a) for a in saved])
-    return tree["params"], tree["opt_state"], jax.random.wrap_key_data(key_data), meta["epoch"], meta["history"]
+        raise MnistjaxError(f"{path}: its arrays do not fit this model and optimizer; expected the structure it was "
+                            "saved with", param="checkpoint_dir")
+    return jax.tree.unflatten(treedef, [jax.numpy.asarray(a) for a in saved]), meta["history"]

@@ -1,8 +1,8 @@
 """The ``mnistjax`` command: one subcommand per step of the chapter, each a thin layer over the library.
 
-Every subcommand takes the data options, prints a human table or (``--json``) exactly one JSON
-object on stdout, logs and progress on stderr, and on bad input prints one line
-``mnistjax: error: ...`` and exits 2.
+Every subcommand prints a human table or (``--json``) exactly one JSON object on stdout (strict JSON:
+a non-finite number is null), logs and progress on stderr, and on bad input prints one line
+``mnistjax: error: ...`` and exits 2 (a training loss that goes non-finite: exit 3).
 """
 
 from __future__ import annotations
@@ -11,38 +11,60 @@ import argparse
 import gc
 import json
 import os
+import re
 import sys
 import threading
 import time
 import traceback
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from functools import partial
+from concurrent.futures import Future
 from typing import Callable
 
+from mnistjax import config as mconfig
 from mnistjax import data
-from mnistjax.data.load import DATASETS
+from mnistjax.data.load import is_local
 from mnistjax.errors import MnistjaxError, TrainingDiverged
+from mnistjax.files import strict_json
+
+# The commands that read the data: it starts loading (in a thread) before JAX is imported.
+READS_DATA = {"run", "train", "baseline", "info"}
+# Flags whose names are not their parameter's with dashes.
+FLAGS = {"model_args": "--model-arg", "opt_args": "--opt-arg", "schedule_args": "--schedule-arg"}
+
+
+def flag(param: str) -> str:
+    """The command-line flag of a library parameter."""
+    return FLAGS.get(param, "--" + param.replace("_", "-"))
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line and exit 2 like any other bad input."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
     def error(self, message: str):
         raise MnistjaxError(message)
 
 
-def _data_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    g = common.add_argument_group("data")
-    g.add_argument("--data-dir", metavar="PATH",
+def _source_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache-dir", metavar="PATH", help="download cache (default: $MNISTJAX_CACHE or the user cache folder)")
+    p.add_argument("--mirror", action="append", metavar="URL",
+                   help="MNIST mirror to download from, repeatable, tried in order (default: $MNISTJAX_MIRRORS or built-in list)")
+
+
+def _data_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data-dir", metavar="PATH", default=argparse.SUPPRESS,
                    help="folder with the four MNIST IDX files (.gz or raw) or train/ + valid/ PNG folders "
                         "(default: $MNISTJAX_DATA, then the cache, then a download)")
-    g.add_argument("--dataset", choices=DATASETS, default="auto",
-                   help="auto: full MNIST if it can be had, else the embedded sample (with a warning); "
+    g.add_argument("--dataset", choices=mconfig.DATASETS, default=argparse.SUPPRESS,
+                   help="auto (default): full MNIST if it can be had, else the embedded sample (with a warning); "
                         "mnist: full MNIST or an error; tiny: the embedded sample")
-    g.add_argument("--cache-dir", metavar="PATH", help="download cache (default: $MNISTJAX_CACHE or the user cache folder)")
-    g.add_argument("--mirror", action="append", metavar="URL",
-                   help="MNIST mirror to download from, repeatable, tried in order (default: $MNISTJAX_MIRRORS or built-in list)")
+    _source_options(g)
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of a table")
     c = common.add_argument_group("compilation")
     c.add_argument("--compile-cache", metavar="DIR",
@@ -51,215 +73,261 @@ def _data_options() -> argparse.ArgumentParser:
     return common
 
 
-def use_compile_cache(args: argparse.Namespace) -> None:
-    """Point JAX's persistent compilation cache at a folder, so a second run skips XLA compiles."""
-    if args.no_compile_cache:
-        return
-    import jax
-
-    folder = args.compile_cache or os.environ.get("MNISTJAX_COMPILE_CACHE") or data.cache_dir(args.cache_dir) / "xla"
-    jax.config.update("jax_compilation_cache_dir", str(folder))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
-
-def load_data(args: argparse.Namespace) -> data.Dataset:
-    """The dataset the options name (``main`` started loading it, see ``READS_DATA``)."""
-    return args.loading.result()
-
-
-def emit(args: argparse.Namespace, result: dict, human: str) -> None:
-    """The one place a command writes its result to stdout."""
-    print(json.dumps(result) if args.json else human)
-
-
-def _counts_table(info: dict) -> str:
-    lines = [f"dataset: {info['dataset']}  (verified: {info['verified']})", f"source:  {info['source']}",
-             f"{'class':>8} " + " ".join(f"{c:>6}" for c in info["classes"]) + f" {'total':>7}"]
-    for split, s in info["splits"].items():
-        lines.append(f"{split:>8} " + " ".join(f"{n:>6}" for n in s["per_class"].values()) + f" {s['count']:>7}")
-    return "\n".join(lines)
-
-
-def cmd_data_info(args: argparse.Namespace) -> None:
-    info = load_data(args).describe()
-    emit(args, info, _counts_table(info) + "\n" + "\n".join(f"sha256 {n}: {h}" for n, h in info["sha256"].items()))
-
-
-def cmd_data_fetch(args: argparse.Namespace) -> None:
-    folder = data.fetch(args.cache_dir, args.mirror, progress=not args.json)
-    info = data.load_idx_dir(folder, strict=True).describe()
-    emit(args, info, _counts_table(info))
-
-
-def cmd_baseline(args: argparse.Namespace) -> None:
-    from mnistjax import reports
-
-    ds = load_data(args)
-    r = reports.baseline(ds, data.parse_classes(args.classes, ds.classes), args.distance, args.figures)
-    emit(args, r, reports.baseline_table(r))
-
-
-def cmd_sgd(args: argparse.Namespace) -> None:
-    from mnistjax import reports
-
-    if args.steps < 1 or not args.lr > 0:
-        raise MnistjaxError(f"--steps {args.steps} --lr {args.lr}: expected steps >= 1 and a learning rate > 0")
-    lr_cases = reports.learning_rates(figures=args.figures)
-    r = reports.sgd_example(args.seed, args.steps, args.lr, max(args.steps, 10_000), args.figures)
-    r["learning_rate_cases"] = lr_cases
-    lr_lines = [f"x² from x={lr_cases['x0']}, {lr_cases['steps']} steps:"] + [
-        f"  lr {c['lr']:<5} {c['name']:<9} final x {c['x'][-1] if c['x'][-1] is not None else float('nan'):9.4f}"
-        f"{'  DIVERGED' if c['diverged'] else ''}" for c in lr_cases["runs"]]
-    emit(args, r, "\n".join(lr_lines) + "\n" + reports.sgd_example_table(r))
-
-
-def cmd_train(args: argparse.Namespace) -> None:
-    from mnistjax import reports
-
-    ds = load_data(args)
-    classes = data.parse_classes(args.classes, ds.classes)
-    if args.seeds or args.lrs:
-        if args.checkpoint_dir or args.figures or args.schedule != "constant" or args.augment or args.devices or args.channels:
-            raise MnistjaxError("--seeds/--lrs: train several models at once; --checkpoint-dir, --figures, "
-                                "--schedule, --augment, --channels and --devices work with one run")
-        r = reports.train_many(ds, args.model, classes, args.epochs, args.lr, args.batch_size, args.opt,
-                               args.seeds or [args.seed], args.lrs, args.loss, args.shuffle, args.same_batches,
-                               progress=not args.json)
-        emit(args, r, reports.train_many_table(r))
-        return
+def _literal(text: str):
+    """A setting's value from the command line: JSON (3, 0.5, true, "x", [8, 16]), a comma list of
+    such values, or else the text itself."""
     try:
-        r = reports.train(ds, args.model, classes, args.epochs, args.lr, args.batch_size, args.opt, args.seed,
-                          args.loss, args.schedule, args.augment, args.shuffle, args.channels, _devices(args.devices),
-                          args.checkpoint_dir, args.checkpoint_every, args.resume, args.figures, progress=not args.json)
-    except TrainingDiverged as e:
-        emit(args, e.result, reports.train_table(e.result))
-        raise
-    emit(args, r, reports.train_table(r))
+        return json.loads(text)
+    except json.JSONDecodeError:
+        if "," in text:
+            return [_literal(part) for part in text.split(",")]
+        return text
 
 
-def cmd_run(args: argparse.Namespace) -> None:
-    """The main job: the chapter end to end on 3 vs 7, one row per step, the book's figure beside ours.
-
-    The steps are independent, so they run side by side in threads: while one trains (XLA releases
-    the GIL), the others trace and compile. Each step's numbers are what it gives alone.
-    """
-    from tqdm import tqdm
-
-    from mnistjax import reports
-    from mnistjax.training import data_from
-
-    t0 = time.perf_counter()
-    ds = load_data(args)
-    d37 = data_from(data.mnist_sample(ds, (3, 7)))  # on the device once for the three trainings, not once each
-    fig = (lambda name: os.path.join(args.figures, name)) if args.figures else (lambda name: None)
-    jobs = {name: partial(reports.train, ds, classes=(3, 7), figures=fig(name), progress=False, prepared=d37, **config)
-            for name, config in reversed(reports.CHAPTER_RUNS.items())}  # the longest first
-    jobs["baseline"] = partial(reports.baseline, ds, (3, 7), "l1", fig("baseline"))
-    with ThreadPoolExecutor(len(jobs)) as pool:
-        futures = {pool.submit(job): name for name, job in jobs.items()}
-        for future in tqdm(as_completed(futures), total=len(jobs), desc="steps", disable=args.json, file=sys.stderr,
-                           leave=False):
-            future.result()  # a step's error stops the run here
-    results = {name: future.result() for future, name in futures.items()}
-    base = results["baseline"]
-    steps = [{"step": "pixel similarity (L1)", "accuracy": base["balanced_accuracy"],
-              "book": reports.BOOK_BASELINE["balanced_accuracy"], "seconds": base["seconds"]}]
-    for name, config in reports.CHAPTER_RUNS.items():
-        r = results[name]
-        steps.append({"step": f"{name} ({config['opt']}, {config['epochs']} epochs)", "accuracy": r["valid_accuracy"],
-                      "book": r["book"], "seconds": round(r["compile_seconds"] + r["train_seconds"], 3)})
-    wall = round(time.perf_counter() - t0, 3)
-    table = [f"mnistjax run on {ds.name} ({ds.source}, verified: {ds.verified}); 3 vs 7, validation accuracy",
-             f"{'step':<32} {'ours':>8} {'book':>8} {'seconds':>8}"]
-    table += [f"{s['step']:<32} {s['accuracy']:8.4f} {s['book']:8.4f} {s['seconds']:8.2f}" for s in steps]
-    table.append(f"all steps side by side, data loading included: {wall:.2f} s")
-    emit(args, {"dataset": ds.name, "steps": steps, "seconds": wall}, "\n".join(table))
-
-
-def _devices(text: str | None) -> int | None:
-    if text is None:
-        return None
-    if text == "all":
-        import jax
-
-        return len(jax.devices())
-    if not text.isdigit() or int(text) < 1:
-        raise MnistjaxError(f"--devices {text!r}: expected a positive number or 'all'")
-    return int(text)
+def _key_values(text: str) -> dict:
+    items = [p for p in re.split(r",(?=[A-Za-z_]\w*=)", text) if p]
+    if not all("=" in p for p in items):
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return {k: _literal(v) for k, v in (p.split("=", 1) for p in items)}
 
 
 def _numbers(kind):
     """An argparse type for a comma list of numbers."""
     def parse(text: str):
         try:
-            return [kind(x) for x in text.split(",") if x.strip()]
+            values = tuple(kind(x) for x in text.split(",") if x.strip())
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a comma list of {kind.__name__}s, got {text!r}") from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected a comma list of {kind.__name__}s, got {text!r}")
+        return values
     parse.__name__ = f"{kind.__name__} list"
     return parse
 
 
-# mnistjax.distances.DISTANCES's names (a test keeps them equal): importing it would import JAX
-# before the data start loading.
-DISTANCE_NAMES = ("cosine", "l1", "rmse")
+def _names(registry) -> str:
+    return ", ".join(registry)
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    """The flags of a RunConfig; each given one overrides the recipe and the config file."""
+    from mnistjax import losses, models, optimizers
+
+    S = argparse.SUPPRESS
+    p.add_argument("--recipe", default=S, help="start from a named recipe (mnistjax recipes lists them)")
+    p.add_argument("--config", metavar="FILE", default=S,
+                   help="start from a TOML or JSON file of settings (a result's \"config\" too); flags override it")
+    m = p.add_argument_group("model and loss")
+    m.add_argument("--model", metavar="NAME[,K=V...]", default=S,
+                   help=f"{_names(models.MODELS)} (default simple_net), or your own: FILE.py:FUNCTION or "
+                        "package.module:FUNCTION returning a layers.Module")
+    m.add_argument("--model-arg", metavar="K=V", action="append", type=_key_values, default=S,
+                   help="an argument of the model's function, repeatable (channels=8,16)")
+    m.add_argument("--classes", default=S, help="'all' or a comma list of class names (default 3,7)")
+    m.add_argument("--loss", default=S, help=f"{_names(losses.LOSSES)} (default: mnist_loss for two classes, else cross_entropy)")
+    o = p.add_argument_group("optimizer")
+    o.add_argument("--opt", default=S, help=f"any optax optimizer: {_names(optimizers.OPTIMIZERS)} (default sgd)")
+    o.add_argument("--opt-arg", metavar="K=V", action="append", type=_key_values, default=S,
+                   help="an argument of the optimizer, repeatable (weight_decay=0.05, b1=0.7, nesterov=true)")
+    o.add_argument("--lr", type=float, default=S, help="learning rate, the schedule's peak (default 0.1)")
+    o.add_argument("--schedule", default=S, help=f"{_names(optimizers.SCHEDULES)} (default constant), over the whole run")
+    o.add_argument("--schedule-arg", metavar="K=V", action="append", type=_key_values, default=S,
+                   help="an argument of the schedule, repeatable (pct_start=0.25)")
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=int, default=S, help="default 40")
+    t.add_argument("--batch-size", type=int, default=S, help="default 256")
+    t.add_argument("--augment", type=int, metavar="PX", default=S,
+                   help="shift each training image by up to PX pixels, a fresh shift every epoch (default 0: none)")
+    t.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=S,
+                   help="a fresh batch order every epoch (default); --no-shuffle keeps the data's order, as the book does")
+    t.add_argument("--drop-last", action=argparse.BooleanOptionalAction, default=S, help="skip each epoch's partial last batch")
+    t.add_argument("--seed", type=int, default=S, help="PRNG seed for init, batches and dropout (default 0)")
+    t.add_argument("--seeds", type=_numbers(int), metavar="S,S,...", default=S,
+                   help="train one model per seed, all in one vmapped call")
+    t.add_argument("--lrs", type=_numbers(float), metavar="X,X,...", default=S,
+                   help="train one model per learning rate, in one vmapped call")
+    t.add_argument("--same-batches", action=argparse.BooleanOptionalAction, default=S,
+                   help="with several models: all see the same batches in the same order (faster)")
+    t.add_argument("--devices", metavar="N|all", default=S, help="data parallel: split each batch over N devices (or all)")
+    c = p.add_argument_group("checkpoints")
+    c.add_argument("--checkpoint-dir", metavar="DIR", default=S, help="save the training state here every few epochs")
+    c.add_argument("--checkpoint-every", type=int, metavar="N", default=S, help="epochs between checkpoints (default 1)")
+    c.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir")
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    """The RunConfig settings the flags give (those not given are absent)."""
+    given = vars(args)
+    out = {name: given[name] for name in mconfig.FIELDS if name in given}
+    if "seed" in given:
+        if "seeds" in given:
+            raise MnistjaxError("give --seed or --seeds, not both", param="seed")
+        out["seeds"] = (given["seed"],)
+    for name in ("model_args", "opt_args", "schedule_args"):
+        if name[:-1] in given:  # --model-arg K=V ..., merged
+            out[name] = {k: v for pairs in given[name[:-1]] for k, v in pairs.items()}
+    if "," in out.get("model", ""):  # --model NAME,K=V,...
+        out["model"], rest = out["model"].split(",", 1)
+        out["model_args"] = {**_key_values(rest), **out.get("model_args", {})}
+    if isinstance(out.get("devices"), str) and out["devices"].isdigit():
+        out["devices"] = int(out["devices"])
+    return out
+
+
+def run_config(args: argparse.Namespace) -> mconfig.RunConfig:
+    """The command line's RunConfig: the recipe, then the config file, then the flags."""
+    return mconfig.load(vars(args).get("config"), vars(args).get("recipe"), _overrides(args))
+
+
+def load_data(args: argparse.Namespace, dataset: str | None = None, data_dir: str | None = None) -> data.Dataset:
+    """The dataset a command asked for (by default, what its --dataset and --data-dir say): the one
+    ``main`` started loading, when it is the same."""
+    if dataset is None:
+        dataset, data_dir = vars(args).get("dataset", "auto"), vars(args).get("data_dir")
+    request = (dataset, data_dir, args.cache_dir, tuple(args.mirror or ()))
+    if args.loading is not None and args.loading[0] == request:
+        return args.loading[1].result()
+    return data.load(dataset, data_dir, args.cache_dir, args.mirror, progress=not args.json)
+
+
+def emit(args: argparse.Namespace, result: dict, human: str) -> None:
+    """The one place a command writes its result to stdout."""
+    print(strict_json(result) if args.json else human)
+
+
+def _save_figures(folder: str | None, figures: Callable[[], dict]) -> None:
+    if folder:
+        from mnistjax import plots
+
+        plots.save_all(folder, figures())
+
+
+def cmd_data_info(args):
+    from mnistjax import tables
+
+    info = load_data(args).describe()
+    emit(args, info, tables.data_info(info))
+
+
+def cmd_data_fetch(args):
+    from mnistjax import tables
+
+    folder = data.fetch(args.cache_dir, args.mirror, progress=not args.json)
+    info = data.load_idx_dir(folder, strict=True).describe()
+    emit(args, info, tables.counts(info))
+
+
+def cmd_recipes(args):
+    from mnistjax import tables
+
+    r = {"recipes": mconfig.recipes()}
+    emit(args, r, tables.recipes(r))
+
+
+def cmd_baseline(args):
+    from mnistjax import plots, reports, tables
+
+    ds = load_data(args)
+    report = reports.baseline(ds, data.parse_classes(args.classes, ds.classes), args.distance)
+    _save_figures(args.figures, lambda: plots.baseline_figures(report))
+    emit(args, report.summary, tables.baseline(report.summary))
+
+
+def cmd_sgd(args):
+    from mnistjax import plots, reports, tables
+
+    if args.steps < 1 or not 0 < args.lr < float("inf"):
+        raise MnistjaxError(f"--steps {args.steps} --lr {args.lr}: expected steps >= 1 and a finite learning rate > 0")
+    cases = reports.learning_rates()
+    report = reports.sgd_example(args.seed, args.steps, args.lr, max(args.steps, 10_000))
+    _save_figures(args.figures, lambda: {**plots.learning_rate_figures(cases), **plots.sgd_figures(report)})
+    emit(args, {**report.summary, "learning_rate_cases": cases}, tables.learning_rates(cases) + "\n" + tables.sgd_example(report.summary))
+
+
+def cmd_train(args):
+    from mnistjax import files, plots, reports, tables
+
+    cfg = run_config(args)
+    if args.show_config:
+        print(json.dumps(cfg.to_dict(), indent=1))
+        return
+    if args.figures and cfg.n_models > 1:
+        raise MnistjaxError("draws one model's figures; with several seeds or lrs, drop --figures", param="figures")
+    if args.resume and not cfg.checkpoint_dir:
+        raise MnistjaxError("needs --checkpoint-dir (where the checkpoint is)", param="resume")
+    for name, path in (("figures", args.figures), ("checkpoint_dir", cfg.checkpoint_dir)):
+        if path:
+            files.writable_dir(path, name)
+    log = files.open_log(args.log) if args.log else None
+    p = reports.prepare(load_data(args, cfg.dataset, cfg.data_dir), cfg.classes)
+    try:
+        report = reports.train(cfg, p, resume=args.resume, log=log, progress=not args.json)
+    except TrainingDiverged as e:
+        emit(args, e.result, tables.training(e.result))
+        raise
+    finally:
+        log is not None and log.close()
+    _save_figures(args.figures, lambda: plots.training_figures(report))
+    emit(args, report.summary, tables.training(report.summary))
+
+
+def cmd_run(args):
+    """The main job: the chapter end to end on 3 vs 7, one row per step, the book's figure beside ours."""
+    from mnistjax import files, plots, reports, tables
+
+    t0 = time.perf_counter()
+    if args.figures:
+        files.writable_dir(args.figures, "figures")
+    figures = {"baseline": plots.baseline_figures, **{name: plots.training_figures for name in reports.CHAPTER_RECIPES}}
+
+    def save(name, report):  # called from the step's own thread
+        if args.figures:
+            plots.save_all(os.path.join(args.figures, name), figures[name](report))
+
+    result = reports.chapter(load_data(args), on_report=save, progress=not args.json)
+    result["seconds"] = round(time.perf_counter() - t0, 3)  # data loading included
+    emit(args, result, tables.chapter(result))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _data_options()
+    from mnistjax.distances import DISTANCES
+
+    common = _common()
     parser = _Parser(prog="mnistjax", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    def add(name: str, func: Callable, help: str, parent=sub) -> argparse.ArgumentParser:
+    def add(name: str, func: Callable, help: str, parent=sub, reads_data: bool = False) -> argparse.ArgumentParser:
         p = parent.add_parser(name, parents=[common], help=help, description=help)
         p.set_defaults(func=func)
+        if reads_data:
+            _data_options(p)
         return p
 
-    run = add("run", cmd_run, "the chapter end to end on 3 vs 7: each step, our accuracy beside the book's")
-    run.add_argument("--figures", metavar="DIR", help="write the figures of every step here (PNG)")
+    p = add("run", cmd_run, "the chapter end to end on 3 vs 7: each step, our accuracy beside the book's", reads_data=True)
+    p.add_argument("--figures", metavar="DIR", help="write the figures of every step here (PNG)")
     p = add("sgd", cmd_sgd, "gradient descent from first principles: x², learning rates, the roller coaster")
     p.add_argument("--steps", type=int, default=10, help="SGD steps to print, as in the book (default 10)")
     p.add_argument("--lr", type=float, default=1e-5, help="learning rate (default 1e-5, the book's)")
     p.add_argument("--seed", type=int, default=42, help="PRNG seed for the noise and the initial params")
     p.add_argument("--figures", metavar="DIR", help="write every figure of the section here (PNG)")
-    p = add("train", cmd_train, "train a classifier with SGD: linear, simple_net, mlp or cnn, one compiled call per epoch")
-    p.add_argument("--model", choices=["linear", "simple_net", "mlp", "cnn"], default="simple_net")
-    p.add_argument("--channels", type=_numbers(int), metavar="C1,C2", help="the cnn's two conv widths (default 32,64)")
+    p = add("train", cmd_train, "train a classifier with SGD, one compiled call per epoch (a recipe, a config file, flags)",
+            reads_data=True)
+    _run_options(p)
+    out = p.add_argument_group("outputs")
+    out.add_argument("--figures", metavar="DIR", help="write loss/accuracy curves, confusion matrix, top_wrong.png")
+    out.add_argument("--log", metavar="FILE", help="append one record per epoch as the run goes (.jsonl, or .csv)")
+    out.add_argument("--show-config", action="store_true", help="print the run's settings as JSON (for --config) and stop")
+    add("recipes", cmd_recipes, "the named recipes, one line each (mnistjax train --recipe NAME)")
+    p = add("baseline", cmd_baseline, "pixel similarity: nearest mean image, per-class and balanced accuracy", reads_data=True)
     p.add_argument("--classes", default="3,7", help="'all' or a comma list of classes (default 3,7)")
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--opt", choices=["sgd", "momentum", "adam"], default="sgd")
-    p.add_argument("--schedule", choices=["constant", "onecycle"], default="constant",
-                   help="learning rate: constant, or one cycle (warm-up, then cosine decay) peaking at --lr")
-    p.add_argument("--augment", type=int, default=0, metavar="PX",
-                   help="shift each training image by up to PX pixels, a fresh shift every epoch (default 0: none)")
-    p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True,
-                   help="a fresh batch order every epoch (default); --no-shuffle keeps the data's order, as the book does")
-    p.add_argument("--loss", choices=["mnist_loss", "cross_entropy"],
-                   help="default: the book's mnist_loss for two classes, cross_entropy otherwise")
-    p.add_argument("--seed", type=int, default=0, help="PRNG seed for init and shuffling")
-    p.add_argument("--devices", metavar="N|all", help="data parallel: split each batch over N devices (or all)")
-    p.add_argument("--seeds", type=_numbers(int), metavar="S,S,...", help="train one model per seed, all in one vmapped call")
-    p.add_argument("--lrs", type=_numbers(float), metavar="X,X,...", help="train one model per learning rate, in one vmapped call")
-    p.add_argument("--same-batches", action="store_true",
-                   help="with --seeds/--lrs: all models see the same batches in the same order (only init/rate differ; faster)")
-    p.add_argument("--checkpoint-dir", metavar="DIR", help="save params, optimizer state, key and epoch here")
-    p.add_argument("--checkpoint-every", type=int, default=1, metavar="N", help="epochs between checkpoints")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir")
-    p.add_argument("--figures", metavar="DIR", help="write loss/accuracy curves, confusion matrix, top_wrong.png")
-    p = add("baseline", cmd_baseline, "pixel similarity: nearest mean image, per-class and balanced accuracy")
-    p.add_argument("--classes", default="3,7", help="'all' or a comma list of classes (default 3,7)")
-    p.add_argument("--distance", choices=DISTANCE_NAMES, default="l1", help="distance to the mean images")
+    p.add_argument("--distance", choices=list(DISTANCES), default="l1", help="distance to the mean images")
     p.add_argument("--figures", metavar="DIR", help="write prototypes.png, pixels.png, confusion.png here")
     data_cmd = sub.add_parser("data", help="download and inspect the data")
     data_sub = data_cmd.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
-    add("fetch", cmd_data_fetch, "download MNIST into the cache from the mirrors, verifying SHA-256", data_sub)
-    add("info", cmd_data_info, "where the data comes from, counts per split and class, and whether hashes verified", data_sub)
+    _source_options(add("fetch", cmd_data_fetch, "download MNIST into the cache from the mirrors, verifying SHA-256", data_sub))
+    add("info", cmd_data_info, "where the data comes from, counts per split and class, and whether hashes verified",
+        data_sub, reads_data=True)
     return parser
-
-
-READS_DATA = {cmd_run, cmd_train, cmd_baseline, cmd_data_info}
 
 
 def _in_background(fn: Callable, *args, **kwargs) -> Future:
@@ -277,14 +345,53 @@ def _in_background(fn: Callable, *args, **kwargs) -> Future:
     return future
 
 
-def main(argv: list[str] | None = None) -> int:
+def _start_loading(argv: list[str]):
+    """For a command that reads data already here, start loading what its options name, before JAX is
+    imported (zlib and hashlib release the GIL: the command starts ≈ 0.3 s sooner). JAX-free: only the
+    data options and the recipe or config file they may come from are read here. Returns
+    (request, future) or None."""
+    words = [a for a in argv if not a.startswith("-")][:2]
+    if not words or words[-1] not in READS_DATA or (words[0] == "data") != (words[-1] == "info"):
+        return None
+    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for name in ("--data-dir", "--dataset", "--cache-dir", "--recipe", "--config"):
+        p.add_argument(name)
+    p.add_argument("--mirror", action="append")
+    p.add_argument("--json", action="store_true")
+    known = p.parse_known_args(argv)[0]
     try:
+        given = {k: v for k, v in (("dataset", known.dataset), ("data_dir", known.data_dir)) if v is not None}
+        s = mconfig.settings(known.recipe, known.config, given) if words[-1] == "train" else given
+    except MnistjaxError:
+        return None  # the full parse reports it
+    request = (s.get("dataset", "auto"), s.get("data_dir"), known.cache_dir, tuple(known.mirror or ()))
+    if not is_local(*request[:3]):
+        return None  # a download: only once the command line is known to be right (its progress and errors show)
+    return request, _in_background(data.load, request[0], request[1], known.cache_dir, known.mirror, progress=not known.json)
+
+
+def use_compile_cache(args: argparse.Namespace) -> None:
+    """Point JAX's persistent compilation cache at a folder, so a second run skips XLA compiles."""
+    if args.no_compile_cache:
+        return
+    import jax
+
+    folder = args.compile_cache or os.environ.get("MNISTJAX_COMPILE_CACHE") or data.cache_dir(vars(args).get("cache_dir")) / "xla"
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def _message(e: MnistjaxError) -> str:
+    return f"{flag(e.param)}: {e.message}" if e.param else str(e)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        loading = _start_loading(argv)
         args = build_parser().parse_args(argv)
-        if args.func in READS_DATA:
-            # The data decompress and hash in a thread (zlib and hashlib release the GIL) while this one
-            # imports JAX: a command that reads them starts ≈ 0.3 s sooner.
-            args.loading = _in_background(data.load, args.dataset, args.data_dir, args.cache_dir, args.mirror,
-                                          progress=not args.json)
+        args.loading = loading
         use_compile_cache(args)
         args.func(args)
         # What is alive now lives until exit: keep the garbage collector's passes at interpreter exit from
@@ -292,13 +399,15 @@ def main(argv: list[str] | None = None) -> int:
         gc.freeze()
         return 0
     except MnistjaxError as e:
-        print(f"mnistjax: error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(f"mnistjax: error: {' '.join(_message(e).split())}", file=sys.stderr)
         return 3 if isinstance(e, TrainingDiverged) else 2
     except BrokenPipeError:  # stdout closed early (| head): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:
-        print("mnistjax: interrupted", file=sys.stderr)
+        from tqdm import tqdm
+
+        tqdm.write("mnistjax: interrupted", file=sys.stderr)  # on a line of its own, whatever bar is showing
         return 130
     except Exception as e:  # a bug of ours: still one line, the traceback on request
         if os.environ.get("MNISTJAX_DEBUG"):
@@ -308,5 +417,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def console() -> None:
+    """The ``mnistjax`` entry point. After Ctrl-C it exits at once, without waiting for work still
+    running in threads (XLA computations cannot be cancelled)."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if code == 130:
+        os._exit(130)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

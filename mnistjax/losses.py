@@ -1,5 +1,9 @@
-"""Losses and batch metrics of the chapter: ``mnist_loss`` and ``batch_accuracy`` for 3 vs 7,
-softmax cross-entropy and accuracy for ten classes, bundled as a ``Task`` a Learner can take."""
+"""Losses of the chapter, per example: ``mnist_loss`` for 3 vs 7 and softmax cross-entropy for any
+number of classes, bundled as a ``Task`` a Learner can take.
+
+A loss maps (logits, targets) to one value per example, (B,); the trainer takes their mean (weighted,
+so a padded last batch counts only its real examples). The book's batch loss is ``loss(...).mean()``.
+"""
 
 from __future__ import annotations
 
@@ -10,46 +14,70 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mnistjax.errors import MnistjaxError
+
 
 def mnist_loss(predictions: jax.Array, targets: jax.Array) -> jax.Array:
-    """The book's ``mnist_loss``: sigmoid, then how far each is from its target. (B,), (B,) -> ().
+    """The book's ``mnist_loss`` per example: sigmoid, then how far each is from its target. (B,), (B,) -> (B,).
 
-    targets are 1 for the first class (the book's "is a 3") and 0 for the second.
+    targets are 1 (or True) for the first class, the book's "is a 3", and 0 for the second.
     """
     chex.assert_equal_shape([predictions, targets])
     predictions = jax.nn.sigmoid(predictions)
-    return jnp.where(targets == 1, 1 - predictions, predictions).mean()
-
-
-def batch_accuracy(xb: jax.Array, yb: jax.Array) -> jax.Array:
-    """The book's ``batch_accuracy``: sigmoid > 0.5 agrees with the 0/1 target. (B,), (B,) -> ()."""
-    chex.assert_equal_shape([xb, yb])
-    return ((jax.nn.sigmoid(xb) > 0.5) == (yb == 1)).mean()
+    return jnp.where(targets == 1, 1 - predictions, predictions)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Softmax cross-entropy (optax's), mean over the batch. (B, K) float, (B,) int -> ()."""
+    """Softmax cross-entropy (optax's) per example. (B, K) float, (B,) int -> (B,)."""
     chex.assert_rank([logits, labels], [2, 1])
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
 class Task(NamedTuple):
-    """What "right" means: a loss of (logits, class index) and the class index a logit predicts.
+    """What "right" means for logits (B, n_out) and class indices y (B,) (positions in the chosen
+    classes: for (3, 7), 3 -> 0 and 7 -> 1).
 
-    Class indices are positions in the chosen classes: for (3, 7), 3 -> 0 and 7 -> 1.
+    loss: (logits, y) -> (B,) per-example losses; predict: logits -> (B,) int32 class index;
+    probabilities: logits -> (B, K) float, each class's probability.
     """
 
     loss: Callable[[jax.Array, jax.Array], jax.Array]
     predict: Callable[[jax.Array], jax.Array]
+    probabilities: Callable[[jax.Array], jax.Array]
     n_out: int
 
 
+def _binary_probabilities(logits: jax.Array) -> jax.Array:
+    p = jax.nn.sigmoid(logits[:, 0])
+    return jnp.stack([p, 1 - p], -1)
+
+
 # Two classes, one logit: the book's set-up, where the first class is the positive one ("is a 3").
-binary = Task(lambda logits, y: mnist_loss(logits, (y == 0).astype(jnp.int32)),
-              lambda logits: jnp.where(jax.nn.sigmoid(logits) > 0.5, 0, 1).astype(jnp.int32), 1)
-# Any number of classes, one logit each.
-multiclass = Task(cross_entropy, lambda logits: jnp.argmax(logits, -1).astype(jnp.int32), 0)
+binary = Task(lambda logits, y: mnist_loss(logits[:, 0], (y == 0).astype(jnp.int32)),
+              lambda logits: jnp.where(jax.nn.sigmoid(logits[:, 0]) > 0.5, 0, 1).astype(jnp.int32),
+              _binary_probabilities, 1)
 
 
-def task_for(n_classes: int) -> Task:
-    return binary if n_classes == 2 else multiclass._replace(n_out=n_classes)
+def multiclass(n_classes: int) -> Task:
+    """Any number of classes, one logit each, softmax cross-entropy."""
+    return Task(cross_entropy, lambda logits: jnp.argmax(logits, -1).astype(jnp.int32),
+                lambda logits: jax.nn.softmax(logits, -1), n_classes)
+
+
+# name -> Task for that many classes
+LOSSES: dict[str, Callable[[int], Task]] = {"mnist_loss": lambda n: binary, "cross_entropy": multiclass}
+
+
+def default_loss(n_classes: int) -> str:
+    """The book's ``mnist_loss`` for two classes, cross-entropy otherwise."""
+    return "mnist_loss" if n_classes == 2 else "cross_entropy"
+
+
+def task(loss: str | None, n_classes: int) -> Task:
+    """The Task of loss ``loss`` (None: ``default_loss``) for ``n_classes`` classes."""
+    loss = loss or default_loss(n_classes)
+    if loss not in LOSSES:
+        raise MnistjaxError(f"{loss!r}: expected one of {', '.join(LOSSES)}", param="loss")
+    if loss == "mnist_loss" and n_classes != 2:
+        raise MnistjaxError(f"mnist_loss needs exactly two classes, got {n_classes}; use cross_entropy", param="loss")
+    return LOSSES[loss](n_classes)

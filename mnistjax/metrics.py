@@ -1,4 +1,4 @@
-"""How good predictions are: accuracy, per class, balanced (the book's "mean of the two"), confusion."""
+"""How good predictions are: accuracy (the book's ``batch_accuracy`` too), per class, balanced, confusion."""
 
 from __future__ import annotations
 
@@ -9,7 +9,19 @@ import jax
 import jax.numpy as jnp
 
 
-@partial(jax.jit, static_argnames="n_classes")  # one compile, not one per eager op
+@jax.jit  # one compile, not one per eager op
+def accuracy(pred: jax.Array, labels: jax.Array) -> jax.Array:
+    """(N,) int, (N,) int -> () float32: the fraction of predictions equal to their labels."""
+    chex.assert_equal_shape([pred, labels])
+    return (pred == labels).mean()
+
+
+def batch_accuracy(xb: jax.Array, yb: jax.Array) -> jax.Array:
+    """The book's ``batch_accuracy``: sigmoid > 0.5 agrees with the 0/1 target. (B,), (B,) -> ()."""
+    return accuracy(jax.nn.sigmoid(xb) > 0.5, yb == 1)
+
+
+@partial(jax.jit, static_argnames="n_classes")
 def confusion_matrix(pred: jax.Array, labels: jax.Array, n_classes: int) -> jax.Array:
     """(N,) int predictions and labels -> (K, K) int32 counts, rows = true class, columns = predicted."""
     chex.assert_equal_shape([pred, labels])
@@ -28,10 +40,3 @@ def per_class_accuracy(pred: jax.Array, labels: jax.Array, n_classes: int) -> ja
 def balanced_accuracy(pred: jax.Array, labels: jax.Array, n_classes: int) -> jax.Array:
     """Mean of the per-class accuracies over the classes present: the book's (acc_3 + acc_7) / 2."""
     return jnp.nanmean(per_class_accuracy(pred, labels, n_classes))
-
-
-@jax.jit
-def accuracy(pred: jax.Array, labels: jax.Array) -> jax.Array:
-    """(N,) int, (N,) int -> () float32: the fraction of predictions equal to their labels."""
-    chex.assert_equal_shape([pred, labels])
-    return (pred == labels).mean()

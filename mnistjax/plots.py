@@ -1,29 +1,36 @@
-"""Pictures: digits, the book's pixel view, confusion matrices, curves. matplotlib's object API only
-(``Figure``, no pyplot state), so plotting is as pure as the rest; every writer is atomic."""
+"""Pictures: digits, the book's pixel view, confusion matrices, curves, and each report's set of them.
+
+Every function returns a matplotlib ``Figure`` (the object API: no pyplot state, so plotting is as
+pure as the rest); a notebook shows it as it is, ``save``/``save_all`` write PNGs atomically.
+"""
 
 from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from mnistjax.data.idx import atomic_write
+from mnistjax.files import atomic_write
 
 
-def save(fig: Figure, path: str | os.PathLike | None, dpi: int = 100) -> Figure:
-    """Write ``fig`` as PNG to ``path`` (temp file + rename) when a path is given; returns ``fig``."""
-    if path is not None:
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-        atomic_write(path, buf.getvalue())
-    return fig
+def save(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> None:
+    """Write ``fig`` as PNG to ``path`` (temp file + rename)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    atomic_write(path, buf.getvalue())
 
 
-def show_image(images, titles: Sequence[str] | None = None, ncols: int = 8, size: float = 1.6,
-               path: str | os.PathLike | None = None) -> Figure:
+def save_all(folder: str | os.PathLike, figures: dict[str, Figure]) -> None:
+    """Each figure of {name: Figure} as ``folder/name.png``."""
+    for name, fig in figures.items():
+        save(fig, Path(folder) / f"{name}.png")
+
+
+def show_image(images, titles: Sequence[str] | None = None, ncols: int = 8, size: float = 1.6) -> Figure:
     """One image (H, W) or a grid of (N, H, W), ink dark on white like fastai's ``show_image``."""
     images = np.asarray(images)
     images = images[None] if images.ndim == 2 else images
@@ -37,11 +44,10 @@ def show_image(images, titles: Sequence[str] | None = None, ncols: int = 8, size
         ax.set_axis_off()
         if titles is not None:
             ax.set_title(titles[i], fontsize=9)
-    return save(fig, path)
+    return fig
 
 
-def pixel_grid(image, rows: tuple[int, int] = (4, 15), cols: tuple[int, int] = (4, 22),
-               path: str | os.PathLike | None = None) -> Figure:
+def pixel_grid(image, rows: tuple[int, int] = (4, 15), cols: tuple[int, int] = (4, 22)) -> Figure:
     """The book's pixel view: a slice of a uint8 image as a grey-shaded table of its numbers."""
     part = np.asarray(image)[slice(*rows), slice(*cols)]
     fig = Figure(figsize=(0.42 * part.shape[1] + 0.6, 0.42 * part.shape[0] + 0.6))
@@ -54,7 +60,7 @@ def pixel_grid(image, rows: tuple[int, int] = (4, 15), cols: tuple[int, int] = (
     ax.set_xlabel("column")
     ax.set_ylabel("row")
     ax.set_title(f"pixels, rows {rows[0]}–{rows[1] - 1}, columns {cols[0]}–{cols[1] - 1}")
-    return save(fig, path)
+    return fig
 
 
 def pixel_text(image, rows: tuple[int, int] = (4, 15), cols: tuple[int, int] = (4, 22)) -> str:
@@ -64,8 +70,7 @@ def pixel_text(image, rows: tuple[int, int] = (4, 15), cols: tuple[int, int] = (
     return "\n".join([head] + [f"{r:>3} " + "".join(f"{v:>4}" for v in row) for r, row in zip(range(*rows), part)])
 
 
-def confusion_figure(cm, class_names: Sequence[str], title: str = "confusion matrix",
-                     path: str | os.PathLike | None = None) -> Figure:
+def confusion_figure(cm, class_names: Sequence[str], title: str = "confusion matrix") -> Figure:
     """A (K, K) confusion matrix (rows true, columns predicted) with the counts in the cells."""
     cm = np.asarray(cm)
     k = len(cm)
@@ -80,7 +85,7 @@ def confusion_figure(cm, class_names: Sequence[str], title: str = "confusion mat
     ax.set_ylabel("true")
     ax.set_title(title)
     fig.colorbar(im, ax=ax, shrink=0.8)
-    return save(fig, path)
+    return fig
 
 
 def _curve(ax, f, lo: float, hi: float) -> None:
@@ -91,7 +96,7 @@ def _curve(ax, f, lo: float, hi: float) -> None:
 
 
 def function_figure(f, lo: float = -2.0, hi: float = 2.0, point: float | None = None, tangent: bool = False,
-                    title: str = "", path: str | os.PathLike | None = None) -> Figure:
+                    title: str = "") -> Figure:
     """A loss curve (``quadratic.png``), with a starting point in red (``loss1``) and its slope (``loss2``)."""
     import jax
 
@@ -106,10 +111,10 @@ def function_figure(f, lo: float = -2.0, hi: float = 2.0, point: float | None = 
             ax.plot(xs, y + slope * (xs - point), "--", color="red", label=f"slope {slope:.1f}")
         ax.legend()
     ax.set_title(title)
-    return save(fig, path)
+    return fig
 
 
-def descent_figure(f, xs, title: str, path: str | os.PathLike | None = None) -> Figure:
+def descent_figure(f, xs, title: str) -> Figure:
     """The parameter's path down a loss curve: one point per step, joined by arrows (``loss3``, the lr descents)."""
     xs = np.asarray(xs, float)
     xs = xs[np.isfinite(xs)]
@@ -122,10 +127,10 @@ def descent_figure(f, xs, title: str, path: str | os.PathLike | None = None) -> 
     for (x0, y0), (x1, y1) in zip(zip(xs, ys), zip(xs[1:], ys[1:])):
         ax.annotate("", (x1, y1), (x0, y0), arrowprops={"arrowstyle": "->", "color": "red", "lw": 0.8})
     ax.set_title(title)
-    return save(fig, path)
+    return fig
 
 
-def preds_figure(t, targets, preds, titles: Sequence[str], path: str | os.PathLike | None = None) -> Figure:
+def preds_figure(t, targets, preds, titles: Sequence[str]) -> Figure:
     """The book's ``show_preds`` at several steps: data as dots, the model's predictions in red."""
     preds = np.asarray(preds)
     fig = Figure(figsize=(3.2 * len(preds), 3))
@@ -138,11 +143,10 @@ def preds_figure(t, targets, preds, titles: Sequence[str], path: str | os.PathLi
         ax.set_xlabel("time (s)")
         ax.set_ylabel("speed") if i == 0 else None
     fig.axes[0].legend(fontsize=7)
-    return save(fig, path)
+    return fig
 
 
-def curves_figure(series: dict[str, Sequence[float]], xlabel: str, ylabel: str, title: str, logy: bool = False,
-                  path: str | os.PathLike | None = None) -> Figure:
+def curves_figure(series: dict[str, Sequence[float]], xlabel: str, ylabel: str, title: str, logy: bool = False) -> Figure:
     """Named curves against their index (losses per step or epoch, accuracies)."""
     fig = Figure(figsize=(5.5, 3.6))
     ax = fig.add_subplot()
@@ -153,10 +157,10 @@ def curves_figure(series: dict[str, Sequence[float]], xlabel: str, ylabel: str, 
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
-    return save(fig, path)
+    return fig
 
 
-def sweep_figure(lrs, final_losses, diverged, title: str, path: str | os.PathLike | None = None) -> Figure:
+def sweep_figure(lrs, final_losses, diverged, title: str) -> Figure:
     """Final loss against learning rate, log axes; diverged runs marked with a red x at the top."""
     lrs, losses, bad = np.asarray(lrs), np.asarray(final_losses, float), np.asarray(diverged, bool)
     fig = Figure(figsize=(5.5, 3.6))
@@ -171,4 +175,72 @@ def sweep_figure(lrs, final_losses, diverged, title: str, path: str | os.PathLik
     ax.set_ylabel("loss after the run")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    return save(fig, path)
+    return fig
+
+
+# Each report's figures, by the file names the CLI writes them under.
+
+def baseline_figures(report) -> dict[str, Figure]:
+    """Pixel similarity (``reports.baseline``): the ideal digits, the book's pixel view of its im3, the confusion matrix."""
+    s = report.summary
+    return {"prototypes": show_image(report.prototypes, [f"ideal {n}" for n in s["classes"]]),
+            "pixels": pixel_grid(report.sample.train.images[1]),  # the book's im3 = threes[1]
+            "confusion": confusion_figure(s["confusion_matrix"], s["classes"], f"nearest mean ({s['distance']}), validation")}
+
+
+def learning_rate_figures(summary: dict, f=lambda x: x**2) -> dict[str, Figure]:
+    """The chapter's x² pictures and ``reports.learning_rates``' four descents."""
+    x0 = summary["x0"]
+    names = {"good": "loss3", "too low": "low_learning_rate_descent", "diverges": "high_learning_rate_descent",
+             "bounces": "high_learning_rate_descent2"}
+    return {"quadratic": function_figure(f, title="f(x) = x²: our pretend loss"),
+            "loss1": function_figure(f, point=x0, title="start from a random parameter"),
+            "loss2": function_figure(f, point=x0, tangent=True, title="the slope says which way is down"),
+            **{names[run["name"]]: descent_figure(f, np.array(run["x"], float), f"lr {run['lr']}: {run['name']}")
+               for run in summary["runs"]}}
+
+
+def sgd_figures(report) -> dict[str, Figure]:
+    """The roller coaster (``reports.sgd_example``): the data, the fit over time, the variants, the sweep."""
+    from mnistjax.sgd import quadratic
+
+    s, t, speed = report.summary, report.time, report.speed
+    losses = report.variants["sgd lr=1e-5, raw time (the book)"]
+    shown = [n for n in (0, s["steps"], 1000, len(losses) - 1) if n < len(losses)]
+    lrs, final, bad = report.sweep
+    return {"sgd_scatter": preds_figure(t, speed, [speed], ["the measurements"]),
+            "show_preds": preds_figure(t, speed, [np.asarray(quadratic(report.params[n], t)) for n in shown],
+                                       [f"after {n} steps (loss {float(losses[n]):.0f})" for n in shown]),
+            "roller_coaster_loss": curves_figure(report.variants, "step", "MSE loss",
+                                                 f"roller coaster: least squares reaches {s['lstsq_loss']:.2f}", logy=True),
+            "lr_sweep": sweep_figure(lrs, final, bad, "plain SGD, 1000 steps: loss vs learning rate")}
+
+
+def top_wrong(images, actual, predicted, confidence, names, k: int = 16) -> Figure | None:
+    """The k most confident mistakes: images (N, 28, 28), actual and predicted class indices (N,),
+    the probability given to the prediction (N,). None when there is no mistake."""
+    wrong = np.flatnonzero(np.asarray(actual) != np.asarray(predicted))
+    worst = wrong[np.argsort(-np.asarray(confidence)[wrong], kind="stable")][:k]
+    if not len(worst):
+        return None
+    titles = [f"true {names[int(actual[i])]} / pred {names[int(predicted[i])]}\np={float(confidence[i]):.2f}" for i in worst]
+    return show_image(np.asarray(images)[worst], titles)
+
+
+def training_figures(report) -> dict[str, Figure]:
+    """One model's training (``reports.train``): loss and accuracy per epoch, the confusion matrix,
+    the most confident mistakes on the validation images."""
+    from mnistjax import metrics
+
+    s, d, task, logits = report.summary, report.prepared.data, report.learner.task, report.fit.valid_logits
+    h, names = s["history"], s["classes"]
+    title = f"{s['config']['model']} on {s['dataset']} ({', '.join(names)})"
+    pred = task.predict(logits)
+    figs = {"loss": curves_figure({"train loss": [e["train_loss"] for e in h], "valid loss": [e["valid_loss"] for e in h]},
+                                  "epoch", "loss", title),
+            "accuracy": curves_figure({"valid accuracy": [e["valid_accuracy"] for e in h]}, "epoch", "accuracy", title),
+            "confusion": confusion_figure(metrics.confusion_matrix(pred, d.y_valid, len(names)), names,
+                                          f"{s['config']['model']}, validation")}
+    confidence = np.asarray(task.probabilities(logits)).max(-1)
+    wrong = top_wrong(np.asarray(d.x_valid), np.asarray(d.y_valid), np.asarray(pred), confidence, names)
+    return {**figs, **({"top_wrong": wrong} if wrong is not None else {})}

@@ -2,7 +2,7 @@
 
 1. init     ``init_params(key, shape, std)``
 2. predict  any model function, e.g. ``quadratic(params, t)``
-3. loss     any ``loss(params) -> ()``, e.g. ``mse``
+3. loss     any ``loss(params) -> ()``, e.g. ``fit_loss`` (mean squared error)
 4. gradient ``calc_grad = jax.value_and_grad(loss)``
 5. step     ``sgd(lr)``: w ← w − lr·∇L(w), an optax ``GradientTransformation`` written by hand
 6. repeat   ``descend``: n steps in one ``jax.lax.scan``, keeping the whole trajectory
@@ -17,6 +17,8 @@ import chex
 import jax
 import jax.numpy as jnp
 import optax
+
+from mnistjax.distances import mse_loss
 
 Loss = Callable[[chex.ArrayTree], jax.Array]
 
@@ -95,15 +97,9 @@ def quadratic(params: jax.Array, t: jax.Array) -> jax.Array:
     return a * t**2 + b * t + c
 
 
-def mse(preds: jax.Array, targets: jax.Array) -> jax.Array:
-    """Step 3, the loss: mean squared error, (n,), (n,) -> ()."""
-    chex.assert_equal_shape([preds, targets])
-    return ((preds - targets) ** 2).mean()
-
-
 def fit_loss(t: jax.Array, speed: jax.Array, model=quadratic) -> Loss:
-    """The loss of a model's params on the data, as a function of the params alone."""
-    return lambda params: mse(model(params, t), speed)
+    """Step 3, the loss: mean squared error of a model's params on the data, a function of the params alone."""
+    return lambda params: mse_loss(model(params, t), speed)
 
 
 def lstsq_quadratic(t, speed) -> jax.Array:

@@ -1,8 +1,8 @@
 """Training with SGD, the chapter's way but compiled: one ``lax.scan`` per epoch, data on the device.
 
-The book's pieces keep their names: ``calc_grad``, ``train_step``, ``train_epoch``, ``validate_epoch``,
-``BasicOptim`` (an optax transformation equal to ``optax.sgd``) and a Learner-like ``fit``.
-Everything is a function of explicit state: params, optimizer state, a PRNG key and an epoch number.
+The book's pieces keep their names: ``calc_grad``, ``train_step``, ``train_epoch``, ``validate_epoch``
+and a Learner-like ``fit``. Everything is a function of explicit values: a ``TrainState`` (params,
+model state, optimizer state), PRNG keys, the data and an epoch number.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from mnistjax import data as mdata
+from mnistjax import layers, metrics
 from mnistjax.errors import MnistjaxError
+from mnistjax.layers import Module
 from mnistjax.losses import Task
-from mnistjax.models import Model
-from mnistjax.sgd import sgd as BasicOptim  # noqa: N812 — the book's name for the hand-written step
 
-__all__ = ["BasicOptim", "Data", "FitResult", "Learner", "batch_indices", "calc_grad", "data_from", "data_parallel", "fit", "init",
-           "init_many", "predict", "random_shift", "train_epoch", "train_step", "validate_epoch", "weighted"]
+# (key, xb, yb) -> (xb, yb): a change to every training batch (shifts, mixup, ...).
+Augment = Callable[[jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 
 
 class Data(NamedTuple):
@@ -40,7 +40,13 @@ class Data(NamedTuple):
 
 
 def data_from(sample: mdata.Sample) -> Data:
-    """Put a ``Sample`` on the device as float images and class indices."""
+    """Put a ``Sample`` on the device as float images and class indices; every class must have
+    training and validation examples."""
+    for split, name in ((sample.train, "training"), (sample.valid, "validation")):
+        counts = np.bincount(split.labels, minlength=max(sample.classes) + 1)[list(sample.classes)]
+        if not counts.all():
+            raise MnistjaxError(f"class {sample.classes[int(np.argmin(counts))]} has no {name} examples; "
+                                "expected every class in both splits", param="classes")
     lookup = np.full(max(sample.classes) + 1, -1, np.int32)
     lookup[list(sample.classes)] = np.arange(len(sample.classes))
     return Data(mdata.as_float(sample.train.images), jnp.asarray(lookup[sample.train.labels]),
@@ -50,24 +56,31 @@ def data_from(sample: mdata.Sample) -> Data:
 class Learner(NamedTuple):
     """What to train and how: swap any field to make a research variant.
 
-    model: (init, apply); task: loss and prediction rule; optimizer: any optax GradientTransformation.
-    shuffle: a fresh order every epoch (default); False keeps the data's order, as the book's
-    ``DataLoader(dset, batch_size=256)`` does (fastai's default is shuffle=False: all 3s, then all 7s).
-    drop_last: drop the last partial batch of each epoch (default: train on it too, as the book's DataLoader).
-    augment: None, or ``(key, xb) -> xb`` applied to every training batch (e.g. ``random_shift(2)``).
+    model: a ``layers.Module``; task: per-example loss and prediction rule; optimizer: any optax
+    GradientTransformation. shuffle: a fresh order every epoch (default); False keeps the data's
+    order, as the book's ``DataLoader(dset, batch_size=256)`` does (fastai's default: all 3s, then
+    all 7s). drop_last: drop the last partial batch of each epoch (default: train on it too).
+    augment: None, or ``(key, xb, yb) -> (xb, yb)`` applied to every training batch (``random_shift(2)``).
     mesh: None (one device), or a ``jax.sharding.Mesh`` with a "batch" axis (``data_parallel(n)``):
     each batch is split over its devices, params are replicated, XLA reduces the gradients.
     """
 
-    model: Model
+    model: Module
     task: Task
     optimizer: optax.GradientTransformation
-    data: Data
     batch_size: int = 256
     shuffle: bool = True
     drop_last: bool = False
-    augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None
+    augment: Augment | None = None
     mesh: Mesh | None = None
+
+
+class TrainState(NamedTuple):
+    """Everything a model's training carries from step to step."""
+
+    params: chex.ArrayTree
+    model_state: chex.ArrayTree  # batch-norm statistics; {} for most models
+    opt_state: optax.OptState
 
 
 def data_parallel(devices: int | None = None) -> Mesh:
@@ -75,7 +88,7 @@ def data_parallel(devices: int | None = None) -> Mesh:
     available = jax.devices()
     n = devices or len(available)
     if not 1 <= n <= len(available):
-        raise MnistjaxError(f"--devices {n}: this machine has {len(available)} {available[0].platform} device(s)")
+        raise MnistjaxError(f"{n}: this machine has {len(available)} {available[0].platform} device(s)", param="devices")
     return Mesh(np.array(available[:n]), ("batch",))
 
 
@@ -100,211 +113,235 @@ def _split_batch(x: jax.Array, mesh: Mesh | None) -> jax.Array:
     return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, PartitionSpec("batch")))
 
 
-def weighted(loss: Callable) -> Callable:
-    """A batch-mean loss made a weighted mean: ``(logits, y, w) -> sum(w · loss_i) / sum(w)``, where
-    loss_i is the loss of example i alone (a batch of one). Weight 0 leaves an example out."""
-    def mean(logits, y, w):
-        each = jax.vmap(lambda logit, target: loss(logit[None], target[None]))(logits, y)
-        return (w * each).sum() / w.sum()
+def calc_grad(params, model_state, xb, yb, model: Module, loss: Callable, key=None, weights=None):
+    """The mean loss of one batch (in training mode), its gradient with respect to every parameter,
+    and the model's new state. ``weights``: (B,) per example (0 leaves one out); None: the plain mean."""
+    def objective(p):
+        logits, new_state = model.apply(p, model_state, xb, key, True)
+        each = loss(logits, yb)
+        return (each.mean() if weights is None else (weights * each).sum() / weights.sum()), new_state
 
-    return mean
-
-
-def calc_grad(params, xb, yb, model: Model, loss: Callable, weights=None) -> tuple[jax.Array, chex.ArrayTree]:
-    """The loss of one batch and its gradient with respect to every parameter (``weights``: (B,) per
-    example, for a padded batch; None: the plain mean)."""
-    mean = loss if weights is None else lambda logits, y: weighted(loss)(logits, y, weights)
-    return jax.value_and_grad(lambda p: mean(model.apply(p, xb), yb))(params)
+    (value, new_state), grads = jax.value_and_grad(objective, has_aux=True)(params)
+    return value, grads, new_state
 
 
-def train_step(params, opt_state, xb, yb, learner: Learner, weights=None):
-    """One SGD step on one batch: gradient, optimizer update, new params. Returns (params, opt_state, loss)."""
-    loss, grads = calc_grad(params, xb, yb, learner.model, learner.task.loss, weights)
-    updates, opt_state = learner.optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
+def train_step(ts: TrainState, xb, yb, learner: Learner, key=None, weights=None) -> tuple[TrainState, jax.Array]:
+    """One step on one batch: gradient, optimizer update, new params. Returns (new TrainState, loss)."""
+    loss, grads, model_state = calc_grad(ts.params, ts.model_state, xb, yb, learner.model, learner.task.loss, key,
+                                         weights)
+    updates, opt_state = learner.optimizer.update(grads, ts.opt_state, ts.params)
+    return TrainState(optax.apply_updates(ts.params, updates), model_state, opt_state), loss
 
 
-def random_shift(max_shift: int = 2) -> Callable[[jax.Array, jax.Array], jax.Array]:
+def random_shift(max_shift: int = 2) -> Augment:
     """Augmentation: move each image by up to ``max_shift`` pixels in x and y (zeros shift in)."""
-    def shift(key, xb):
+    def shift(key, xb, yb):
         s = max_shift
         padded = jnp.pad(xb, ((0, 0), (s, s), (s, s)))
         offsets = jax.random.randint(key, (xb.shape[0], 2), 0, 2 * s + 1)
-        return jax.vmap(lambda im, o: jax.lax.dynamic_slice(im, o, xb.shape[1:]))(padded, offsets)
+        return jax.vmap(lambda im, o: jax.lax.dynamic_slice(im, o, xb.shape[1:]))(padded, offsets), yb
 
     return shift
 
 
 def batch_indices(key: jax.Array, n: int, batch_size: int, drop_last: bool = False,
                   shuffle: bool = True) -> tuple[jax.Array, jax.Array]:
-    """A fresh shuffle of range(n) (range(n) itself unless ``shuffle``), cut into (n // B, B) full
-    batches and the (n % B,) rest (empty when ``drop_last``). Every example appears exactly once per
-    epoch unless dropped."""
-    perm = jax.random.permutation(key, n) if shuffle else jnp.arange(n)
-    full = (n // batch_size) * batch_size
-    return perm[:full].reshape(-1, batch_size), perm[full:full if drop_last else n]
+    """An epoch's batches: indices (S, B) into range(n), in a fresh shuffle (range(n) itself unless
+    ``shuffle``), and weights (S, B), 1 for the examples the epoch trains on.
 
-
-def train_epoch(params, opt_state, key, learner: Learner):
-    """One epoch: one scan over the epoch's batches. Returns (params, opt_state, mean loss).
-
-    A partial last batch is padded to full size, its padding weighted 0: the same math as a short
-    batch, but one step to compile instead of two (≈ 30 % of an epoch's compile time).
+    Every example appears exactly once with weight 1 (unless ``drop_last`` drops the last partial
+    batch). A partial last batch is filled up to B with the epoch's first examples, weighted 0: one
+    step to compile instead of two, and batch statistics (batch norm) still over real images.
     """
-    d = learner.data
-    b = learner.batch_size
-    full, rest = batch_indices(key, d.x_train.shape[0], b, learner.drop_last, learner.shuffle)
-    idx = jnp.concatenate([full, jnp.pad(rest, (0, b - rest.shape[0]))[None]]) if rest.shape[0] else full
-    weights = (jnp.arange(idx.size) < full.size + rest.shape[0]).reshape(idx.shape).astype(jnp.float32)
+    order = jax.random.permutation(key, n) if shuffle else jnp.arange(n)
+    steps = n // batch_size if drop_last else -(-n // batch_size)
+    idx = jnp.resize(order, (steps, batch_size))  # cycles through the order to fill the last batch
+    return idx, (jnp.arange(steps * batch_size) < n).reshape(steps, batch_size).astype(jnp.float32)
 
-    def step(carry, batch):
+
+def train_epoch(ts: TrainState, data_key, model_key, learner: Learner, data: Data):
+    """One epoch: one scan over the epoch's batches. ``data_key`` drives the order and augmentation,
+    ``model_key`` the model's randomness (dropout). Returns (TrainState, per-step losses (S,),
+    the epoch's mean loss)."""
+    idx, weights = batch_indices(data_key, data.x_train.shape[0], learner.batch_size, learner.drop_last, learner.shuffle)
+
+    def step(ts, batch):
         idx, w, i = batch
-        xb = d.x_train[idx]
-        xb = xb if learner.augment is None else learner.augment(jax.random.fold_in(key, i), xb)
-        xb, yb = _split_batch(xb, learner.mesh), _split_batch(d.y_train[idx], learner.mesh)
-        params, opt_state, loss = train_step(*carry, xb, yb, learner, _split_batch(w, learner.mesh))
-        return (params, opt_state), loss
+        xb, yb = data.x_train[idx], data.y_train[idx]
+        if learner.augment is not None:
+            xb, yb = learner.augment(jax.random.fold_in(data_key, i), xb, yb)
+        xb, yb, w = (_split_batch(a, learner.mesh) for a in (xb, yb, w))
+        return train_step(ts, xb, yb, learner, jax.random.fold_in(model_key, i), w)
 
-    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (idx, weights, jnp.arange(idx.shape[0])))
+    ts, losses = jax.lax.scan(step, ts, (idx, weights, jnp.arange(idx.shape[0])))
     counts = weights.sum(1)
-    return params, opt_state, (losses * counts).sum() / counts.sum()
+    return ts, losses, (losses * counts).sum() / counts.sum()
 
 
 @partial(jax.jit, static_argnames=("model", "chunk"))
-def predict(params, x: jax.Array, model: Model, chunk: int = 1000) -> jax.Array:
-    """Logits for many images, at most ``chunk`` at a time to bound memory: (N, 28, 28) -> (N,) or (N, K).
-
-    The chunks are equal and as few as fit (2038 images: 3 x 680, not 3 x 1000 with 962 of padding).
-    """
+def predict(params, model_state, x: jax.Array, model: Module, chunk: int = 1000) -> jax.Array:
+    """Logits in evaluation mode for many images, at most ``chunk`` at a time to bound memory:
+    (N, 28, 28) -> (N, n_out). The chunks are equal and as few as fit (2038 images: 3 x 680)."""
     n = x.shape[0]
     size = -(-n // -(-n // chunk))
     xs = jnp.pad(x, ((0, -n % size), (0, 0), (0, 0))).reshape(-1, size, *x.shape[1:])
-    out = jax.lax.map(lambda xb: model.apply(params, xb), xs)
+    out = jax.lax.map(lambda xb: model.apply(params, model_state, xb, None, False)[0], xs)
     return out.reshape(-1, *out.shape[2:])[:n]
 
 
-def validate_epoch(params, learner: Learner) -> dict[str, jax.Array]:
-    """Validation loss and accuracy of ``params``: {"valid_loss": (), "valid_accuracy": ()}."""
-    return _scores(predict(params, learner.data.x_valid, learner.model), learner)
+def scores(logits: jax.Array, y: jax.Array, task: Task) -> dict[str, jax.Array]:
+    """{"valid_loss": (), "valid_accuracy": ()} of logits (N, n_out) against class indices (N,)."""
+    return {"valid_loss": task.loss(logits, y).mean(), "valid_accuracy": metrics.accuracy(task.predict(logits), y)}
 
 
-def _scores(logits: jax.Array, learner: Learner) -> dict[str, jax.Array]:
-    y = learner.data.y_valid
-    return {"valid_loss": learner.task.loss(logits, y), "valid_accuracy": (learner.task.predict(logits) == y).mean()}
+def validate_epoch(ts: TrainState, learner: Learner, data: Data) -> dict[str, jax.Array]:
+    """Validation loss and accuracy of a TrainState's model."""
+    return scores(predict(ts.params, ts.model_state, data.x_valid, learner.model), data.y_valid, learner.task)
 
 
-def run_epoch(params, opt_state, key, epoch, learner: Learner):
-    """Train one epoch (its shuffle from ``fold_in(key, epoch)``, so a resumed run repeats it) and validate.
-    Returns (params, opt_state, {"train_loss", "valid_loss", "valid_accuracy"}, validation logits)."""
-    params, opt_state, train_loss = train_epoch(params, opt_state, jax.random.fold_in(key, epoch), learner)
-    logits = predict(params, learner.data.x_valid, learner.model)
-    return params, opt_state, {"train_loss": train_loss, **_scores(logits, learner)}, logits
+def run_epoch(ts: TrainState, data_key, model_key, epoch, learner: Learner, data: Data):
+    """Train one epoch (its keys folded with ``epoch``, so a resumed run repeats it) and validate.
+    Returns (TrainState, {"train_loss", "step_losses", "valid_loss", "valid_accuracy"}, validation logits)."""
+    ts, step_losses, train_loss = train_epoch(ts, jax.random.fold_in(data_key, epoch), jax.random.fold_in(model_key, epoch),
+                                              learner, data)
+    logits = predict(ts.params, ts.model_state, data.x_valid, learner.model)
+    return ts, {"train_loss": train_loss, "step_losses": step_losses, **scores(logits, data.y_valid, learner.task)}, logits
 
 
 class FitResult(NamedTuple):
     params: chex.ArrayTree
+    model_state: chex.ArrayTree
     opt_state: chex.ArrayTree
-    history: list[dict]          # per epoch: epoch, train_loss, valid_loss, valid_accuracy
-    diverged_at: int | None      # the epoch whose loss went non-finite (params are from the one before)
+    history: list[dict]          # per epoch: epoch, train_loss, step_losses, valid_loss, valid_accuracy
+    diverged_at: int | list | None  # the epoch whose training loss went non-finite (per model with several)
     compile_seconds: float
     train_seconds: float
     valid_logits: jax.Array | None = None  # the validation logits of ``params`` (None when no epoch ran)
 
+    @property
+    def train_state(self) -> TrainState:
+        return TrainState(self.params, self.model_state, self.opt_state)
+
 
 @lru_cache(maxsize=32)
 def _compiled_epoch(learner: Learner, n_models: int | None, same_batches: bool = False):
-    """``run_epoch`` jit-compiled for this learner (its ``data`` None: the data are an argument, not a
-    baked-in constant); vmapped over a leading model axis when ``n_models`` (with one shared shuffle
-    when ``same_batches``). Kept per learner, so fitting the same learner again (another seed, more
-    epochs) reuses the compiled program: for the cnn, 3.2–3.7 s each time otherwise."""
-    def epoch(params, opt_state, key, epoch, data):
-        bound = partial(run_epoch, learner=learner._replace(data=data))
-        if n_models:
-            return jax.vmap(bound, in_axes=(0, 0, None if same_batches else 0, None))(params, opt_state, key, epoch)
-        return bound(params, opt_state, key, epoch)
+    """``run_epoch`` jit-compiled for this learner (the data are an argument, not baked-in constants);
+    vmapped over a leading model axis when ``n_models`` (one shared data key when ``same_batches``).
+    Kept per learner, so fitting the same learner again (another seed, more epochs) reuses it."""
+    def epoch_fn(ts, data_key, model_key, epoch, data):
+        return run_epoch(ts, data_key, model_key, epoch, learner, data)
 
-    return jax.jit(epoch)
+    if n_models:
+        epoch_fn = jax.vmap(epoch_fn, in_axes=(0, None if same_batches else 0, 0, None, None))
+    return jax.jit(epoch_fn)
 
 
-def fit(learner: Learner, epochs: int, key: jax.Array, *, params=None, opt_state=None, start_epoch: int = 0,
-        history: list[dict] | None = None, n_models: int | None = None, same_batches: bool = False, progress: bool = True,
-        on_epoch: Callable[[int, object, object, list], None] | None = None) -> FitResult:
-    """Train for ``epochs`` epochs (from ``start_epoch``), one compiled call per epoch (compiled once per
-    learner: fitting the same learner again, with other keys or data of the same shapes, reuses it).
+def check(learner: Learner, data: Data, epochs: int, done: int = 0) -> None:
+    """The mistakes to catch before training, each a one-line error: the model's output width against
+    the task, a loss that is not per example, a batch larger than the data, fewer epochs than done.
+    Shapes come from ``jax.eval_shape``: nothing is computed."""
+    n = int(data.x_train.shape[0])
+    if not 1 <= learner.batch_size <= n:
+        raise MnistjaxError(f"{learner.batch_size}: expected 1 to {n}, the number of training images", param="batch_size")
+    if epochs < max(done, 1):
+        raise MnistjaxError(f"{epochs}: expected at least {max(done, 1)} (the epochs already done)", param="epochs")
+    two = jax.ShapeDtypeStruct((2, *data.x_train.shape[1:]), data.x_train.dtype)
+    params, state = jax.eval_shape(lambda k: layers.init(learner.model, k), jax.random.key(0))
+    out = jax.eval_shape(lambda p, s, x: learner.model.apply(p, s, x, None, False)[0], params, state, two)
+    if out.shape != (2, learner.task.n_out):
+        raise MnistjaxError(f"the model gives outputs of shape {out.shape[1:]} per image; the task expects "
+                            f"({learner.task.n_out},) ({'one logit for mnist_loss' if learner.task.n_out == 1 else 'one logit per class'})",
+                            param="model")
+    each = jax.eval_shape(learner.task.loss, out, jax.ShapeDtypeStruct((2,), data.y_train.dtype))
+    if each.shape != (2,):
+        raise MnistjaxError(f"gives shape {each.shape} for a batch of 2; expected one loss per example, (2,)", param="loss")
 
-    ``key`` drives init and every shuffle. Pass ``params``/``opt_state``/``start_epoch``/``history``
-    to resume. With ``n_models``, params, opt_state and key carry a leading axis of that many
-    models, trained together in one vmapped call (see ``init_many``); ``same_batches`` gives them all
-    the batches of the first key, in the same order, so only their init (or learning rate) differs —
-    and the first layer of all K runs as one matmul (measured: 8 simple_nets in 4.5 s, not 9.4 s);
-    unshuffled learners share their batches anyway. ``on_epoch(epoch, params, opt_state, history)``
-    runs after each epoch (checkpoints). A non-finite training loss stops
-    a single-model run and keeps the last finite params; with ``n_models`` the others train on and
-    the history shows the non-finite losses.
+
+def _is_many(key: jax.Array) -> bool:
+    if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or key.ndim > 1:
+        raise MnistjaxError(f"a {key.dtype} array of shape {key.shape}; expected jax.random.key(seed), or K of them "
+                            "(jax.random.split) for K models", param="key")
+    return key.ndim == 1
+
+
+def fit(learner: Learner, data: Data, epochs: int, key: jax.Array, *, start: TrainState | None = None,
+        history: list[dict] = (), same_batches: bool = False, progress: bool = True,
+        on_epoch: Callable[[int, TrainState, list], None] | None = None) -> FitResult:
+    """Train for ``epochs`` epochs, one compiled call per epoch (compiled once per learner: fitting
+    the same learner again, with other keys or data of the same shapes, reuses it).
+
+    ``key`` (``jax.random.key(seed)``) drives init, the batch order and the model's randomness; K keys
+    (``jax.random.split(key, K)``) train K models together in one vmapped call, and ``same_batches``
+    then gives them all the first key's batches (only init and dropout differ; the first layer of all
+    K is one matmul). Resume with ``start`` (a TrainState; ``init_many`` for per-model learning rates)
+    and the ``history`` so far (one row per epoch done). ``on_epoch(epoch, train_state, history)`` runs
+    after each epoch (checkpoints, logs). A non-finite training loss stops a single-model run and
+    keeps the last finite params; with several models the others train on and ``diverged_at`` lists
+    each model's first non-finite epoch.
     """
     from tqdm.auto import tqdm
 
-    if params is None:
-        params, opt_state = init_many(learner, key) if n_models else init(learner, key)
-    history = list(history or [])
-    d = learner.data
-    if n_models and not same_batches:
-        shuffle_key = jax.vmap(shuffle_key_of)(key)
-    else:
-        shuffle_key = shuffle_key_of(key[0] if n_models else key)
+    many = _is_many(key)
+    history = list(history)
+    check(learner, data, epochs, len(history))
+    ts = start if start is not None else (init_many(learner, key) if many else init(learner, key))
+    data_key, model_key = jax.vmap(stream_keys)(key) if many else stream_keys(key)
+    if many and same_batches:
+        data_key = data_key[0]
     if learner.mesh is not None:  # everything but the batches lives whole on every device
         if learner.batch_size % learner.mesh.size:
-            raise MnistjaxError(f"--batch-size {learner.batch_size}: not a multiple of the {learner.mesh.size} devices; "
-                                "expected each device to get an equal share")
-        params, opt_state, shuffle_key, d = _replicate((params, opt_state, shuffle_key, d), learner.mesh)
-    epoch_fn = _compiled_epoch(learner._replace(data=None), n_models, same_batches)
+            raise MnistjaxError(f"{learner.batch_size}: not a multiple of the {learner.mesh.size} devices; "
+                                "expected each device to get an equal share", param="batch_size")
+        ts, data_key, model_key, data = _replicate((ts, data_key, model_key, data), learner.mesh)
+    epoch_fn = _compiled_epoch(learner, key.shape[0] if many else None, same_batches)
     t0 = time.perf_counter()
-    compiled = epoch_fn.lower(params, opt_state, shuffle_key, start_epoch, d).compile()
+    compiled = epoch_fn.lower(ts, data_key, model_key, len(history), data).compile()
     compile_seconds = time.perf_counter() - t0
-    bar = tqdm(range(start_epoch, epochs), disable=not progress, file=sys.stderr, desc="epochs", leave=False)
-    diverged_at, logits, t0 = None, None, time.perf_counter()
+    bar = tqdm(range(len(history), epochs), disable=not progress, file=sys.stderr, desc="epochs", leave=False)
+    diverged, logits, t0 = [None] * (key.shape[0] if many else 1), None, time.perf_counter()
     for epoch in bar:
-        new_params, new_state, stats, new_logits = compiled(params, opt_state, shuffle_key, epoch, d)
-        stats = jax.device_get(stats)
-        row = {"epoch": epoch + 1, **{k: (np.asarray(v).tolist()) for k, v in stats.items()}}
-        if not np.isfinite(np.asarray(stats["train_loss"])).all() and not n_models:
-            diverged_at = epoch + 1
+        new_ts, stats, new_logits = compiled(ts, data_key, model_key, epoch, data)
+        stats = {k: np.asarray(v) for k, v in jax.device_get(stats).items()}
+        finite = np.isfinite(stats["train_loss"]).reshape(-1)
+        diverged = [d if d is not None or ok else epoch + 1 for d, ok in zip(diverged, finite)]
+        if not many and not finite.all():
             break
-        params, opt_state, logits = new_params, new_state, new_logits
-        history.append(row)
+        ts, logits = new_ts, new_logits
+        history.append({"epoch": epoch + 1, **{k: v.tolist() for k, v in stats.items()}})
         if progress:
-            bar.set_postfix({k: f"{np.mean(v):.4f}" for k, v in row.items() if k != "epoch"})
+            bar.set_postfix({k: f"{np.mean(v):.4f}" for k, v in stats.items() if k != "step_losses"})
         if on_epoch is not None:
-            on_epoch(epoch + 1, params, opt_state, history)
-    jax.block_until_ready(params)
-    return FitResult(params, opt_state, history, diverged_at, compile_seconds, time.perf_counter() - t0, logits)
+            on_epoch(epoch + 1, ts, history)
+    jax.block_until_ready(ts)
+    return FitResult(*ts, history, diverged if many else diverged[0], compile_seconds, time.perf_counter() - t0, logits)
 
 
-def init(learner: Learner, key: jax.Array):
-    """Initial params and optimizer state for one model, from the run's ``key``. Compiled as one
-    call: run eagerly, every random draw of every layer shape would be a compile of its own (≈ 2 s for the cnn)."""
+def init(learner: Learner, key: jax.Array) -> TrainState:
+    """The initial TrainState of one model from the run's ``key``, in one compiled call."""
     return _compiled_init(learner.model, learner.optimizer)(key)
 
 
 @lru_cache(maxsize=32)
-def _compiled_init(model: Model, optimizer: optax.GradientTransformation):
+def _compiled_init(model: Module, optimizer: optax.GradientTransformation):
     def fresh(key):
-        params = model.init(jax.random.split(key)[0])
-        return params, optimizer.init(params)
+        params, model_state = layers.init(model, jax.random.split(key, 3)[0])
+        return TrainState(params, model_state, optimizer.init(params))
 
     return jax.jit(fresh)
 
 
-@jax.jit  # one compile, not three eager ones
-def shuffle_key_of(key: jax.Array) -> jax.Array:
-    """The run's shuffling key: the second half of ``split(key)`` (init has the first)."""
-    return jax.random.split(key)[1]
+@jax.jit  # one compile, not several eager ones
+def stream_keys(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The run's data key (batch order, augmentation) and model key (dropout): the second and third
+    of ``split(key, 3)`` (init has the first)."""
+    keys = jax.random.split(key, 3)
+    return keys[1], keys[2]
 
 
-def init_many(learner: Learner, keys: jax.Array, learning_rates: jax.Array | None = None):
-    """Params and optimizer states for K models at once, from K keys; with ``learning_rates``
-    (K,), the optimizer must be made by ``optax.inject_hyperparams`` and each model gets its own rate."""
-    params, opt_state = jax.vmap(lambda k: init(learner, k))(keys)
+def init_many(learner: Learner, keys: jax.Array, learning_rates: jax.Array | None = None) -> TrainState:
+    """TrainStates for K models at once, from K keys; with ``learning_rates`` (K,), the optimizer must
+    be made by ``optax.inject_hyperparams`` and each model gets its own rate."""
+    ts = jax.vmap(lambda k: init(learner, k))(keys)
     if learning_rates is not None:
-        opt_state.hyperparams["learning_rate"] = jnp.asarray(learning_rates, jnp.float32)
-    return params, opt_state
+        ts.opt_state.hyperparams["learning_rate"] = jnp.asarray(learning_rates, jnp.float32)
+    return ts

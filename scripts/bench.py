@@ -6,14 +6,12 @@ For each workload (pixel similarity 3v7; linear 20 epochs; simple_net 40 epochs;
 digits): compile seconds, train seconds (median of --repeats), examples/s, achieved GFLOP/s and the
 fraction of the float32 matmul peak measured in the same run, and the same training written the
 obvious way (a Python loop over batches calling a jitted step) as the reference for the ratio.
-FLOPs are counted analytically: every layer is a matmul of fan_in × fan_out at some number of
-output positions (1 for a dense layer, H'·W' for a convolution as patches + GEMM); 2·fan_in·fan_out
-per position forward, the same again for the weight gradients, and for the input gradients of every
-layer but the first; plus the validation forwards. (For simple_net, 40 epochs: 50.58 GFLOP.)
+FLOPs are XLA's own count (``cost_analysis``) of one compiled train step times the steps, plus the
+validation forwards.
 Then (``--only many``) eight simple_nets trained in one vmapped call against one alone, each with its
 own shuffle, and in the book's unshuffled order (all eight see the same batches). For simple_net and
 the eight, the first layer's two matmuls alone (``matmuls_alone``): the floor XLA's CPU dots set.
-Last, time to 99 % (``--only tta``): ``mnistjax train`` with ``reports.FAST_CNN10`` on all ten digits in a
+Last, time to 99 % (``--only tta``): ``mnistjax train --recipe fast99`` on all ten digits in a
 fresh process per seed, wall seconds from start to exit (imports, data, compiles, training), without
 the persistent compilation cache, and the test accuracy it reached.
 """
@@ -29,10 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mnistjax import data, losses, models, reports
+from mnistjax import data, losses, models
 from mnistjax.prototypes import fit_prototypes, nearest
 from mnistjax.timing import median_seconds
-from mnistjax.training import Learner, data_from, fit, init, train_step, validate_epoch
+from mnistjax.training import Data, Learner, data_from, fit, init, predict, train_step, validate_epoch
 
 
 def matmul_peak(n: int = 2048, m: int | None = None, k: int | None = None) -> float:
@@ -44,48 +42,44 @@ def matmul_peak(n: int = 2048, m: int | None = None, k: int | None = None) -> fl
     return 2 * n * m * k / median_seconds(lambda: f(a, b).block_until_ready(), 5) / 1e9
 
 
-# Output positions per layer (layers not listed are dense: 1). The cnn: 28x28 -> 14x14 -> 7x7.
-POSITIONS = {"conv1": 14 * 14, "conv2": 7 * 7}
+def training_flops(learner: Learner, d: Data, epochs: int) -> float:
+    """XLA's FLOP count of ``epochs`` epochs: every train step (the partial last batch padded, as fit
+    does) and the validation forward."""
+    ts = init(learner, jax.random.key(0))
+    b, n = learner.batch_size, d.x_train.shape[0]
+    step = jax.jit(lambda ts, x, y: train_step(ts, x, y, learner)).lower(ts, d.x_train[:b], d.y_train[:b]).compile()
+    valid = jax.jit(lambda ts: predict(ts.params, ts.model_state, d.x_valid, learner.model)).lower(ts).compile()
+    return epochs * (-(-n // b) * step.cost_analysis()["flops"] + valid.cost_analysis()["flops"])
 
 
-def training_flops(params: dict, n_train: int, n_valid: int, epochs: int) -> float:
-    """Training FLOPs of a model whose layers are matmuls (see the module docstring)."""
-    layers = [2 * p["w"].shape[0] * p["w"].shape[1] * POSITIONS.get(name, 1) for name, p in params.items()]
-    first = next(iter(params))  # dict order is the order of the layers
-    fwd = sum(layers)
-    bwd = fwd + sum(f for name, f in zip(params, layers) if name != first)
-    return epochs * (n_train * (fwd + bwd) + n_valid * fwd)
-
-
-def python_loop(learner: Learner, epochs: int, key) -> float:
+def python_loop(learner: Learner, d: Data, epochs: int, key) -> float:
     """The reference: shuffle on the host, index each batch, call a jitted step; seconds for ``epochs``."""
-    step = jax.jit(lambda p, s, xb, yb: train_step(p, s, xb, yb, learner))
-    valid = jax.jit(lambda p: validate_epoch(p, learner))
-    params, state = init(learner, key)
-    d, b = learner.data, learner.batch_size
+    step = jax.jit(lambda ts, xb, yb: train_step(ts, xb, yb, learner))
+    valid = jax.jit(lambda ts: validate_epoch(ts, learner, d))
+    ts = init(learner, key)
+    b = learner.batch_size
     rng = np.random.default_rng(0)
     n = d.x_train.shape[0]
-    step(params, state, d.x_train[:b], d.y_train[:b])  # compile outside the timing
-    step(params, state, d.x_train[: n % b or b], d.y_train[: n % b or b])
-    valid(params)
+    step(ts, d.x_train[:b], d.y_train[:b])  # compile outside the timing
+    step(ts, d.x_train[: n % b or b], d.y_train[: n % b or b])
+    valid(ts)
     t = time.perf_counter()
     for _ in range(epochs):
         perm = rng.permutation(n) if learner.shuffle else np.arange(n)
         for i in range(0, n, b):
             idx = perm[i:i + b]
-            params, state, _ = step(params, state, d.x_train[idx], d.y_train[idx])
-        jax.block_until_ready(valid(params))
+            ts, _ = step(ts, d.x_train[idx], d.y_train[idx])
+        jax.block_until_ready(valid(ts))
     return time.perf_counter() - t
 
 
-def train_row(name, learner, epochs, repeats, peak):
+def train_row(name, learner, d, epochs, repeats, peak):
     key = jax.random.key(0)
-    runs = [fit(learner, epochs, key, progress=False) for _ in range(repeats)]
+    runs = [fit(learner, d, epochs, key, progress=False) for _ in range(repeats)]
     train_s = float(np.median([r.train_seconds for r in runs]))
-    d = learner.data
-    n_train, n_valid = int(d.x_train.shape[0]), int(d.x_valid.shape[0])
-    flops = training_flops(runs[0].params, n_train, n_valid, epochs)
-    ref = float(np.median([python_loop(learner, epochs, key) for _ in range(max(1, repeats - 1))]))
+    n_train = int(d.x_train.shape[0])
+    flops = training_flops(learner, d, epochs)
+    ref = float(np.median([python_loop(learner, d, epochs, key) for _ in range(max(1, repeats - 1))]))
     return {"workload": name, "epochs": epochs, "compile_seconds": runs[0].compile_seconds, "train_seconds": train_s,
             "examples_per_s": n_train * epochs / train_s, "gflop": flops / 1e9, "gflop_per_s": flops / 1e9 / train_s,
             "fraction_of_peak": flops / 1e9 / train_s / peak, "python_loop_seconds": ref, "speedup_vs_loop": ref / train_s,
@@ -110,33 +104,31 @@ def matmuls_alone(x_train: jax.Array, width: int, epochs: int, batch_size: int =
     return median_seconds(lambda: run(w).block_until_ready(), 3)
 
 
-def many_models_row(learner: Learner, epochs: int, repeats: int, k: int = 8) -> dict:
+def many_models_row(learner: Learner, d: Data, epochs: int, repeats: int, k: int = 8) -> dict:
     """Train seconds of k models in one vmapped call over one model's: each shuffling on its own, and
     in the book's order (every model the same batches, so the first layers are one matmul)."""
     key, keys = jax.random.key(0), jax.random.split(jax.random.key(0), k)
-    secs = lambda lrn, **kw: float(np.median([fit(lrn, epochs, keys if kw else key, progress=False, **kw).train_seconds  # noqa: E731
-                                              for _ in range(repeats)]))
+    secs = lambda lrn, kk: float(np.median([fit(lrn, d, epochs, kk, progress=False).train_seconds  # noqa: E731
+                                            for _ in range(repeats)]))
     book = learner._replace(shuffle=False)
-    one, own, one_book, many_book = secs(learner), secs(learner, n_models=k), secs(book), secs(book, n_models=k)
-    matmuls = matmuls_alone(learner.data.x_train, k * 30, epochs)
+    one, own, one_book, many_book = secs(learner, key), secs(learner, keys), secs(book, key), secs(book, keys)
+    matmuls = matmuls_alone(d.x_train, k * 30, epochs)
     return {"workload": f"{k} simple_nets, one call", "epochs": epochs, "one_shuffled_seconds": one,
             "many_shuffled_seconds": own, "shuffled_ratio": own / one, "one_book_order_seconds": one_book,
             "many_book_order_seconds": many_book, "book_order_ratio": many_book / one_book,
             "first_layer_matmuls_seconds": matmuls, "matmuls_ratio_to_one": matmuls / one_book}
 
 
-def time_to_accuracy(data_dir: str, seeds: list[int]) -> dict:
-    """Wall seconds of ``mnistjax train`` with ``reports.FAST_CNN10`` per seed, and its test accuracy."""
-    cmd = [sys.executable, "-m", "mnistjax.cli", "train", "--data-dir", data_dir, "--classes", "all", "--json",
+def time_to_accuracy(data_dir: str, seeds: list[int], recipe: str = "fast99") -> dict:
+    """Wall seconds of ``mnistjax train --recipe RECIPE`` per seed in a fresh process, and its test accuracy."""
+    cmd = [sys.executable, "-m", "mnistjax.cli", "train", "--recipe", recipe, "--data-dir", data_dir, "--json",
            "--no-compile-cache"]
-    for name, value in reports.FAST_CNN10.items():  # every option of the recipe, so none is left behind
-        cmd += [f"--{name.replace('_', '-')}", ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
     runs = []
     for seed in seeds:
         t = time.perf_counter()
         out = subprocess.run(cmd + ["--seed", str(seed)], capture_output=True, text=True, check=True).stdout
         runs.append({"seed": seed, "wall_seconds": time.perf_counter() - t, "test_accuracy": json.loads(out)["valid_accuracy"]})
-    return {"workload": "cnn to 99%, 10 digits", "command": " ".join(cmd[1:]), "runs": runs,
+    return {"workload": f"{recipe}: to 99% on 10 digits", "command": " ".join(cmd[1:]), "runs": runs,
             "median_wall_seconds": float(np.median([r["wall_seconds"] for r in runs])),
             "min_test_accuracy": min(r["test_accuracy"] for r in runs)}
 
@@ -154,12 +146,12 @@ def main() -> None:
               "matmul_256x784x30_gflop_per_s": matmul_peak(256, 30, 784), "rows": []}
     d37, d10 = data_from(data.mnist_sample(ds, (3, 7))), data_from(data.mnist_sample(ds, range(10)))
     workloads = {
-        "linear 20 epochs": (Learner(models.linear(), losses.binary, optax.sgd(1.0), d37), 20),
-        "simple_net 40 epochs": (Learner(models.simple_net(), losses.binary, optax.sgd(0.1), d37), 40),
+        "linear 20 epochs": (Learner(models.linear(), losses.binary, optax.sgd(1.0)), d37, 20),
+        "simple_net 40 epochs": (Learner(models.simple_net(), losses.binary, optax.sgd(0.1)), d37, 40),
         # the book's recipe as it writes it: DataLoader(dset, batch_size=256) walks the data in order
-        "simple_net 40 epochs, book order": (Learner(models.simple_net(), losses.binary, optax.sgd(0.1), d37,
-                                                     shuffle=False), 40),
-        "cnn 1 epoch, 10 digits": (Learner(models.cnn(10), losses.multiclass._replace(n_out=10), optax.adam(1e-3), d10, 64), 1),
+        "simple_net 40 epochs, book order": (Learner(models.simple_net(), losses.binary, optax.sgd(0.1), shuffle=False),
+                                             d37, 40),
+        "cnn 1 epoch, 10 digits": (Learner(models.cnn(10), losses.multiclass(10), optax.adam(1e-3), 64), d10, 1),
     }
     if not args.only or "pixel" in args.only:
         x, y = d37.x_train, d37.y_train
@@ -170,9 +162,9 @@ def main() -> None:
                               args.repeats)
         result["rows"].append({"workload": "pixel similarity 3v7", "compile_seconds": compile_s, "train_seconds": secs,
                                "examples_per_s": (x.shape[0] + d37.x_valid.shape[0]) / secs})
-    for name, (learner, epochs) in workloads.items():
+    for name, (learner, d, epochs) in workloads.items():
         if not args.only or name.split()[0] in args.only:
-            result["rows"].append(train_row(name, learner, epochs, args.repeats, peak))
+            result["rows"].append(train_row(name, learner, d, epochs, args.repeats, peak))
             print(json.dumps(result["rows"][-1]), flush=True)
     print(f"\ndevice {result['device']}; float32 matmul peak {peak:.0f} GFLOP/s "
           f"({result['matmul_256x784x30_gflop_per_s']:.0f} at 256x784 @ 784x30)")
@@ -186,7 +178,7 @@ def main() -> None:
         print(f"simple_net's first-layer matmuls alone (forward and weight gradient, 93 % of its FLOPs), "
               f"40 epochs in the book's order: {alone:.3f} s")
     if not args.only or "many" in args.only:
-        many = result["many_models"] = many_models_row(workloads["simple_net 40 epochs"][0], 40, args.repeats)
+        many = result["many_models"] = many_models_row(*workloads["simple_net 40 epochs"][:2], 40, args.repeats)
         print(f"\n8 simple_nets, 40 epochs, one vmapped call: {many['many_shuffled_seconds']:.2f} s with a shuffle each "
               f"({many['shuffled_ratio']:.1f}x one model's {many['one_shuffled_seconds']:.2f} s); in the book's order "
               f"{many['many_book_order_seconds']:.2f} s ({many['book_order_ratio']:.1f}x one's {many['one_book_order_seconds']:.2f} s); "

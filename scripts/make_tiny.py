@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistjax.data.idx import atomic_write, write_idx
+from mnistjax.data.idx import write_idx
+from mnistjax.files import atomic_write
 from mnistjax.data.idx_dir import FILES, load_idx_dir
 from mnistjax.data.load import TINY_DIR
 

@@ -7,17 +7,15 @@ coaster (gradient descent), and simple_net's curves, confusion matrix and most c
 """
 
 import argparse
-import shutil
-import tempfile
 from pathlib import Path
 
-from mnistjax import data, reports
+from mnistjax import config, data, plots, reports
 
 KEEP = {
-    "baseline": ["prototypes.png", "pixels.png"],
-    "sgd": ["loss3.png", "low_learning_rate_descent.png", "high_learning_rate_descent2.png",
-            "high_learning_rate_descent.png", "show_preds.png", "roller_coaster_loss.png", "lr_sweep.png"],
-    "simple_net": ["loss.png", "accuracy.png", "confusion.png", "top_wrong.png"],
+    "baseline": ["prototypes", "pixels"],
+    "sgd": ["loss3", "low_learning_rate_descent", "high_learning_rate_descent2", "high_learning_rate_descent",
+            "show_preds", "roller_coaster_loss", "lr_sweep"],
+    "simple_net": ["loss", "accuracy", "confusion", "top_wrong"],
 }
 
 
@@ -27,18 +25,13 @@ def main() -> None:
     p.add_argument("--out", default="docs/figures")
     args = p.parse_args()
     ds = data.load_dir(args.data_dir)
-    out = Path(args.out)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        reports.baseline(ds, (3, 7), "l1", tmp / "baseline")
-        reports.learning_rates(figures=tmp / "sgd")
-        reports.sgd_example(42, figures=tmp / "sgd")
-        reports.train(ds, classes=(3, 7), figures=tmp / "simple_net", progress=False, **reports.CHAPTER_RUNS["simple_net"])
-        for step, names in KEEP.items():
-            (out / step).mkdir(parents=True, exist_ok=True)
-            for name in names:
-                shutil.copy(tmp / step / name, out / step / name)
-    print(f"wrote {sum(len(v) for v in KEEP.values())} figures under {out}")
+    simple_net = reports.train(config.recipe("simple_net"), reports.prepare(ds, "3,7"), progress=False)
+    figures = {"baseline": plots.baseline_figures(reports.baseline(ds, (3, 7), "l1")),
+               "sgd": {**plots.learning_rate_figures(reports.learning_rates()), **plots.sgd_figures(reports.sgd_example(42))},
+               "simple_net": plots.training_figures(simple_net)}
+    for step, names in KEEP.items():
+        plots.save_all(Path(args.out) / step, {name: figures[step][name] for name in names})
+    print(f"wrote {sum(len(v) for v in KEEP.values())} figures under {args.out}")
 
 
 if __name__ == "__main__":

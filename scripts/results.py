@@ -1,57 +1,55 @@
-"""The chapter's accuracy table: every trained model, mean ± std over seeds, beside the book's.
+"""The chapter's accuracy table: each results recipe, mean ± std over seeds, beside the book's.
 
-    python scripts/results.py [--data-dir ../shared/data/mnist] [--seeds 0,1,2] [--only NAME ...] [--json OUT]
+    python scripts/results.py [--data-dir ../shared/data/mnist] [--seeds 0,1,2] [--only RECIPE ...] [--json OUT]
                               [--update-readme]
 
-Runs the 3-vs-7 steps of ``mnistjax run`` (linear, simple_net, cnn) and the ten-digit mlp and
-cnn on full MNIST, each with every seed, and prints validation/test accuracy against the goals.
-``--update-readme`` rewrites the README's results table (between its results markers) from the rows.
+Runs the recipes below (``mnistjax recipes`` describes them), each with every seed in one vmapped
+call, on full MNIST, and prints validation/test accuracy against the goals. ``--update-readme``
+rewrites the README's results table (between its results markers) from the rows.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
 import re
-import statistics
 import time
 from pathlib import Path
 
 import jax
 
-from mnistjax import data, reports
+from mnistjax import config, data, reports
 
-RUNS = {
-    **{f"{name} 3v7": ((3, 7), config) for name, config in reports.CHAPTER_RUNS.items()},
-    "mlp 10 digits": (tuple(range(10)), {"model": "mlp", "epochs": 10, "lr": 1e-3, "opt": "adam",
-                                          "schedule": "onecycle", "batch_size": 128}),
-    "cnn 10 digits": (tuple(range(10)), {"model": "cnn", "epochs": 8, "lr": 3e-3, "opt": "adam",
-                                          "schedule": "onecycle", "batch_size": 64, "augment": 2}),
-}
-GOALS = {"linear 3v7": 0.975, "simple_net 3v7": 0.982, "cnn 3v7": 0.997, "mlp 10 digits": 0.980, "cnn 10 digits": 0.992}
+# recipe -> the accuracy it should reach (mean over the seeds)
+GOALS = {"linear": 0.975, "simple_net": 0.982, "cnn": 0.997, "mlp10": 0.980, "cnn10": 0.992}
 
 
 def config_text(c: dict) -> str:
-    opt = {"sgd": "SGD", "momentum": "SGD+momentum", "adam": "Adam"}[c["opt"]]
-    sched = " one-cycle" if c.get("schedule") == "onecycle" else ""
-    aug = f", shifts ±{c['augment']}px" if c.get("augment") else ""
-    order = ", book order (no shuffle)" if c.get("shuffle") is False else ""
-    width = f"{c['channels'][0]}/{c['channels'][1]} channels, " if c.get("channels") else ""
-    return f"{width}{opt}{sched} lr {c['lr']:g}, batch {c.get('batch_size', 256)}, {c['epochs']} epochs{aug}{order}"
+    """A recipe in a few words, for the table."""
+    opt = {"sgd": "SGD", "momentum": "SGD+momentum", "adam": "Adam", "adamw": "AdamW"}.get(c["opt"], c["opt"])
+    sched = "" if c["schedule"] == "constant" else f" {c['schedule'].replace('onecycle', 'one-cycle')}"
+    args = ", ".join(f"{k} {'/'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in c["model_args"].items())
+    aug = f", shifts ±{c['augment']}px" if c["augment"] else ""
+    order = ", book order (no shuffle)" if not c["shuffle"] else ""
+    return (f"{c['model']}{f' ({args})' if args else ''}, {opt}{sched} lr {c['lr']:g}, batch {c['batch_size']}, "
+            f"{c['epochs']} epochs{aug}{order}")
 
 
 def markdown(meta: dict) -> str:
     """The README's results table."""
     base = meta["baseline"]
     lines = [f"Made by `python scripts/results.py --update-readme` on {meta['dataset']} (verified: {meta['verified']}), "
-             f"seeds {', '.join(map(str, meta['rows'][0]['seeds']))}, {meta['machine']}, {meta['device']}.", "",
-             "| run | configuration | ours (mean ± std) | book | goal |", "|---|---|---|---|---|",
-             f"| pixel similarity, 3 vs 7 | nearest mean image, L1 | {base['balanced_accuracy']:.4f} "
+             f"seeds {', '.join(map(str, meta['seeds']))}, {meta['machine']}, {meta['device']}.", "",
+             "| recipe | classes | configuration | ours (mean ± std) | book | goal |", "|---|---|---|---|---|---|",
+             f"| pixel similarity | 3, 7 | nearest mean image, L1 | {base['balanced_accuracy']:.4f} "
              f"(3s {base['per_class_accuracy']['3']:.4f}, 7s {base['per_class_accuracy']['7']:.4f}) | 0.9511 (0.9168, 0.9854) | = book |"]
     for r in meta["rows"]:
         ok = "✓" if r["mean"] >= r["goal"] else "✗"
         book = f"{r['book']:.4f}" if r["book"] else "—"
-        lines.append(f"| {r['run']} | {config_text(r['config'])} | {r['mean']:.4f} ± {r['std']:.4f} | {book} | ≥ {r['goal']} {ok} |")
+        classes = "all" if r["config"]["classes"] == "all" else r["config"]["classes"].replace(",", ", ")
+        lines.append(f"| `{r['recipe']}` | {classes} | {config_text(r['config'])} | {r['mean']:.4f} ± {r['std']:.4f} | "
+                     f"{book} | ≥ {r['goal']} {ok} |")
     return "\n".join(lines)
 
 
@@ -67,27 +65,27 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default="../shared/data/mnist")
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--only", nargs="*", choices=list(RUNS), help="run only these rows")
+    p.add_argument("--only", nargs="*", choices=list(GOALS), help="run only these recipes")
     p.add_argument("--json", metavar="OUT", help="also write the rows as JSON here")
     p.add_argument("--update-readme", action="store_true", help="rewrite the README's results table from these rows")
     args = p.parse_args()
     ds = data.load_dir(args.data_dir)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = tuple(int(s) for s in args.seeds.split(","))
     rows = []
-    for name in args.only or RUNS:
-        classes, config = RUNS[name]
+    for name in args.only or GOALS:
+        cfg = dataclasses.replace(config.recipe(name), seeds=seeds, data_dir=args.data_dir)
         t = time.perf_counter()
-        accs = [reports.train(ds, classes=classes, seed=s, progress=False, **config)["valid_accuracy"] for s in seeds]
-        rows.append({"run": name, "config": config, "seeds": seeds, "accuracies": accs,
-                     "mean": statistics.mean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-                     "goal": GOALS[name], "book": reports.BOOK_TRAINING.get(name.split()[0]) if "3v7" in name else None,
-                     "seconds_per_seed": (time.perf_counter() - t) / len(seeds)})
+        s = reports.train(cfg, reports.prepare(ds, cfg.classes), progress=False).summary
+        accs = [run["valid_accuracy"] for run in s["runs"]] if "runs" in s else [s["valid_accuracy"]]
+        rows.append({"recipe": name, "config": config.recipe(name).to_dict(), "seeds": seeds, "accuracies": accs,
+                     "mean": s.get("valid_accuracy_mean", s.get("valid_accuracy")), "std": s.get("valid_accuracy_std", 0.0),
+                     "goal": GOALS[name], "book": s["book"], "seconds": time.perf_counter() - t})
         r = rows[-1]
-        print(f"{name:16} {r['mean']:.4f} ± {r['std']:.4f}  goal ≥ {r['goal']}  "
-              f"{'ok' if r['mean'] >= r['goal'] else 'MISSED'}  ({r['seconds_per_seed']:.1f} s/seed)", flush=True)
+        print(f"{name:12} {r['mean']:.4f} ± {r['std']:.4f}  goal ≥ {r['goal']}  "
+              f"{'ok' if r['mean'] >= r['goal'] else 'MISSED'}  ({r['seconds']:.1f} s for {len(seeds)} seeds)", flush=True)
     meta = {"dataset": ds.name, "verified": ds.verified, "device": f"JAX {jax.__version__} on {jax.devices()[0]}",
-            "machine": f"{platform.machine()} with {os.cpu_count()} cores", "rows": rows,
-            "baseline": reports.baseline(ds, (3, 7), "l1")}
+            "machine": f"{platform.machine()} with {os.cpu_count()} cores", "seeds": seeds, "rows": rows,
+            "baseline": reports.baseline(ds, (3, 7), "l1").summary}
     if args.update_readme:
         update_readme(markdown(meta))
     if args.json:

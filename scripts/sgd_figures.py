@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from mnistjax import reports
+from mnistjax import plots, reports
 
 
 def main() -> None:
@@ -19,10 +19,10 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=42)
     args = p.parse_args()
     out = Path(args.out)
-    reports.learning_rates(figures=out)
-    r = reports.sgd_example(args.seed, figures=out)
+    r = reports.sgd_example(args.seed)
+    plots.save_all(out, {**plots.learning_rate_figures(reports.learning_rates()), **plots.sgd_figures(r)})
     print(json.dumps({"figures": sorted(p.name for p in out.glob("*.png")), "folder": str(out),
-                      "steps_to_within_1pct_of_lstsq": r["steps_to_within_1pct_of_lstsq"]}, indent=1))
+                      "steps_to_within_1pct_of_lstsq": r.summary["steps_to_within_1pct_of_lstsq"]}, indent=1))
 
 
 if __name__ == "__main__":

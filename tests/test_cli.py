@@ -1,40 +1,45 @@
 """The command line as a user meets it: real processes, JSON on stdout, one-line errors with exit 2."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from PIL import Image
 
-from mnistjax import cli, data, reports
-from mnistjax.distances import DISTANCES
+from mnistjax import config, data, reports
 from tests_helpers import run_cli as mnistjax
 
 
+def strict(text: str):
+    """json.loads that refuses NaN and Infinity, as strict parsers do."""
+    return json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+
+
 def test_data_info_json_on_tiny():
-    out = json.loads(mnistjax("data", "info", "--dataset", "tiny", "--json", check_rc=0).stdout)
+    out = strict(mnistjax("data", "info", "--dataset", "tiny", "--json").stdout)
     assert out["dataset"] == "tiny" and out["verified"] is True
     assert out["splits"]["train"]["per_class"]["3"] == 800
 
 
 def test_data_info_on_real_data(mnist_dir):
-    out = json.loads(mnistjax("data", "info", "--data-dir", str(mnist_dir), "--json", check_rc=0).stdout)
+    out = strict(mnistjax("data", "info", "--data-dir", str(mnist_dir), "--json").stdout)
     assert out["dataset"] == "mnist" and out["verified"] is True and out["splits"]["test"]["count"] == 10000
-
-
-def test_distance_choices_are_the_library_distances():
-    assert sorted(cli.DISTANCE_NAMES) == sorted(DISTANCES)  # the CLI lists them without importing JAX
 
 
 def test_a_command_that_reads_no_data_never_loads_it(tmp_path):
     env = {"MNISTJAX_DATA": "", "MNISTJAX_CACHE": str(tmp_path)}  # loading would warn of the tiny fallback
-    proc = mnistjax("sgd", "--steps", "2", "--json", env=env, check_rc=0)
+    proc = mnistjax("sgd", "--steps", "2", "--json", env=env)
     assert "warning" not in proc.stderr
 
 
 def test_auto_without_data_falls_back_to_tiny_with_one_warning(tmp_path):
     env = {"MNISTJAX_DATA": "", "MNISTJAX_CACHE": str(tmp_path)}
-    proc = mnistjax("data", "info", "--json", env=env, check_rc=0)
-    assert json.loads(proc.stdout)["dataset"] == "tiny"
+    proc = mnistjax("data", "info", "--json", env=env)
+    assert strict(proc.stdout)["dataset"] == "tiny"
     warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
     assert len(warnings) == 1 and "embedded 'tiny' sample" in warnings[0]
 
@@ -50,8 +55,21 @@ def test_dataset_mnist_insists(tmp_path):
     (["run", "--dataset", "imagenet"], "argument --dataset: invalid choice"),
     (["run", "--bogus"], "unrecognized arguments: --bogus"),
     ([], "the following arguments are required: command"),
-    (["train", "--dataset", "tiny", "--model", "linear", "--channels", "8,16"], "--channels [8, 16]: expected two positive"),
-    (["train", "--dataset", "tiny", "--model", "cnn", "--channels", "8"], "--channels [8]: expected two positive"),
+    (["train", "--dataset", "tiny", "--batch-size", "0"], "--batch-size: 0: expected a positive integer"),
+    (["train", "--dataset", "tiny", "--opt", "adamz"], "--opt: 'adamz': expected one of adabelief"),
+    (["train", "--dataset", "tiny", "--opt", "adam", "--opt-arg", "momentum=0.9"], "--opt-arg: adam takes no argument 'momentum'"),
+    (["train", "--dataset", "tiny", "--schedule-arg", "x"], "argument --schedule-arg: expected KEY=VALUE"),
+    (["train", "--dataset", "tiny", "--model", "cnn", "--model-arg", "widths=3"], "--model-arg: cnn takes no argument 'widths'"),
+    (["train", "--dataset", "tiny", "--lrs", "0.1,x"], "expected a comma list of floats"),
+    (["train", "--dataset", "tiny", "--seeds", ""], "expected a comma list of ints"),
+    (["train", "--dataset", "tiny", "--seed", "1", "--seeds", "1,2"], "--seed: give --seed or --seeds, not both"),
+    (["train", "--dataset", "tiny", "--seeds", "0,1", "--figures", "f"], "--figures: draws one model's figures"),
+    (["train", "--dataset", "tiny", "--seeds", "0,1", "--lrs", "0.1,0.2,0.3"], "one seed, or one per learning rate"),
+    (["train", "--dataset", "tiny", "--model", "simple_net,n_out=5"], "--model-arg: simple_net takes no argument 'n_out'"),
+    (["train", "--dataset", "tiny", "--recipe", "nope"], "--recipe: 'nope': no such recipe"),
+    (["train", "--dataset", "tiny", "--config", "/no/such.toml"], "--config: /no/such.toml: cannot read"),
+    (["train", "--dataset", "tiny", "--classes", "3,x"], "classes: 'x' is not a class"),
+    (["train", "--dataset", "tiny", "--batch-size", "100000"], "--batch-size: 100000: expected 1 to 1600"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     proc = mnistjax(*args, check_rc=2)
@@ -72,12 +90,116 @@ def test_corrupt_data_dir_is_one_line(tmp_path, tiny):
 
 
 def test_env_var_names_the_data_dir(mnist_dir):
-    out = json.loads(mnistjax("data", "info", "--json", env={"MNISTJAX_DATA": str(mnist_dir)}, check_rc=0).stdout)
+    out = strict(mnistjax("data", "info", "--json", env={"MNISTJAX_DATA": str(mnist_dir)}).stdout)
     assert out["source"] == str(mnist_dir)
 
 
+def test_recipes_lists_each_with_a_line():
+    out = strict(mnistjax("recipes", "--json").stdout)["recipes"]
+    assert out == config.recipes()
+    assert len(mnistjax("recipes").stdout.splitlines()) == len(out)
+
+
+def test_train_json_figures_and_log(tmp_path):
+    out = strict(mnistjax("train", "--dataset", "tiny", "--model", "linear", "--lr", "1", "--epochs", "3", "--no-shuffle",
+                          "--json", "--figures", str(tmp_path / "figs"), "--log", str(tmp_path / "log.csv")).stdout)
+    assert out["config"]["shuffle"] is False and out["config"]["model"] == "linear"
+    for key in ("dataset", "classes", "valid_accuracy", "per_class_accuracy", "history", "compile_seconds", "train_seconds"):
+        assert key in out
+    assert out["dataset"] == "tiny" and len(out["history"]) == 3 and out["book"] == 0.9785
+    assert set(out["history"][0]) == {"epoch", "train_loss", "step_losses", "valid_loss", "valid_accuracy"}
+    assert len(out["history"][0]["step_losses"]) == 7  # 1600 images in batches of 256
+    assert {p.name for p in (tmp_path / "figs").iterdir()} == {"loss.png", "accuracy.png", "confusion.png", "top_wrong.png"}
+    lines = (tmp_path / "log.csv").read_text().splitlines()
+    assert lines[0] == "epoch,train_loss,valid_loss,valid_accuracy" and len(lines) == 4
+
+
+def test_any_optax_optimizer_and_schedule_from_the_command_line():
+    out = strict(mnistjax("train", "--dataset", "tiny", "--model", "mlp", "--classes", "all", "--epochs", "2", "--opt", "adamw",
+                          "--opt-arg", "weight_decay=0.05", "--lr", "0.003", "--schedule", "warmup_cosine",
+                          "--schedule-arg", "warmup=0.1", "--json").stdout)
+    assert out["config"]["opt_args"] == {"weight_decay": 0.05} and out["valid_accuracy"] > 0.8
+
+
+def test_a_plug_in_model_from_a_file_trains_with_seeds_and_checkpoints(tmp_path):
+    (tmp_path / "mine.py").write_text(
+        "from mnistjax import layers\n"
+        "def tiny_cnn(n_out, width=4):\n"
+        "    return layers.sequential(layers.reshape(28, 28, 1), layers.conv(1, width, 3, stride=2, padding=1),\n"
+        "                             layers.batch_norm(width), layers.relu(), layers.flatten(),\n"
+        "                             layers.dropout(0.1), layers.dense(14 * 14 * width, n_out))\n")
+    model = f"{tmp_path}/mine.py:tiny_cnn"
+    one = strict(mnistjax("train", "--dataset", "tiny", "--model", model, "--model-arg", "width=6", "--epochs", "2",
+                          "--opt", "adam", "--lr", "0.003", "--checkpoint-dir", str(tmp_path / "ck"), "--json").stdout)
+    assert one["valid_accuracy"] > 0.9 and one["config"]["model"] == model
+    resumed = strict(mnistjax("train", "--dataset", "tiny", "--model", model, "--model-arg", "width=6", "--epochs", "3",
+                              "--opt", "adam", "--lr", "0.003", "--checkpoint-dir", str(tmp_path / "ck"), "--resume",
+                              "--json").stdout)
+    assert resumed["history"][:2] == one["history"]
+    many = strict(mnistjax("train", "--dataset", "tiny", "--model", model, "--seeds", "0,1", "--epochs", "1", "--opt", "adam",
+                           "--lr", "0.003", "--json").stdout)
+    assert [r["seed"] for r in many["runs"]] == [0, 1]
+    (tmp_path / "bad.py").write_text("import no_such_module_here\n")
+    proc = mnistjax("train", "--dataset", "tiny", "--model", f"{tmp_path}/bad.py:f", check_rc=2)
+    assert "--model: " in proc.stderr and "cannot import" in proc.stderr and proc.stderr.count("\n") == 1
+    proc = mnistjax("train", "--dataset", "tiny", "--model", f"{tmp_path}/mine.py:tiny_cnn", "--classes", "all",
+                    "--loss", "mnist_loss", check_rc=2)
+    assert "--loss: mnist_loss needs exactly two classes" in proc.stderr
+
+
+def test_seeds_and_lrs_train_together_and_a_diverged_run_exits_3():
+    out = strict(mnistjax("train", "--dataset", "tiny", "--seeds", "0,1,2", "--epochs", "2", "--json").stdout)
+    assert [r["seed"] for r in out["runs"]] == [0, 1, 2]
+    alone = strict(mnistjax("train", "--dataset", "tiny", "--seed", "1", "--epochs", "2", "--json").stdout)
+    assert out["runs"][1]["valid_accuracy"] == pytest.approx(alone["valid_accuracy"], abs=2e-3)
+    proc = mnistjax("train", "--dataset", "tiny", "--model", "mlp", "--classes", "all", "--opt", "adam", "--lrs", "0.001,1e12",
+                    "--epochs", "2", "--json", check_rc=3)
+    out = strict(proc.stdout)
+    assert out["runs"][0]["diverged_at"] is None and out["runs"][1]["diverged_at"] == 1
+    assert "1 of 2 runs diverged (loss not finite): seed 0 lr 1e+12 at epoch 1" in proc.stderr
+
+
+def test_divergence_of_one_run_exits_3_naming_the_epoch():
+    proc = mnistjax("train", "--dataset", "tiny", "--lr", "1e30", "--loss", "cross_entropy", "--epochs", "3", "--json",
+                    check_rc=3)
+    assert proc.stderr.strip().splitlines()[-1].startswith("mnistjax: error: training diverged at epoch 1")
+    assert strict(proc.stdout)["diverged_at"] == 1
+
+
+def test_sgd_json_is_strict_even_when_it_diverges():
+    for lr in ("1", "inf"):
+        proc = mnistjax("sgd", "--json", "--lr", lr, check_rc=None)
+        if proc.returncode == 0:
+            assert strict(proc.stdout)["diverged"] is True
+
+
+def test_the_log_of_a_killed_run_keeps_every_finished_epoch(tmp_path):
+    log = tmp_path / "run.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "mnistjax.cli", "train", "--dataset", "tiny", "--epochs", "2000",
+                             "--log", str(log)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not log.exists() or log.read_text().count("\n") < 5):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    rows = [strict(line) for line in log.read_text().splitlines()]
+    assert len(rows) >= 5 and [r["epoch"] for r in rows] == list(range(1, len(rows) + 1))
+    assert len(rows[0]["step_losses"]) == 7
+
+
+def test_persistent_compile_cache_is_used_and_can_be_turned_off(tmp_path):
+    args = ["train", "--dataset", "tiny", "--epochs", "1", "--json", "--compile-cache", str(tmp_path / "xla")]
+    mnistjax(*args)
+    entries = sorted(p.name for p in (tmp_path / "xla").iterdir())
+    assert entries
+    mnistjax(*args)
+    assert sorted(p.name for p in (tmp_path / "xla").iterdir()) == entries  # all reused, nothing compiled anew
+    mnistjax("train", "--dataset", "tiny", "--epochs", "1", "--no-compile-cache", "--compile-cache", str(tmp_path / "off"))
+    assert not (tmp_path / "off").exists()
+
+
 def test_run_is_the_chapter_in_one_table(tmp_path):
-    out = json.loads(mnistjax("run", "--dataset", "tiny", "--json", "--figures", str(tmp_path), check_rc=0).stdout)
+    out = strict(mnistjax("run", "--dataset", "tiny", "--json", "--figures", str(tmp_path)).stdout)
     assert out["dataset"] == "tiny"
     for step in ("baseline", "linear", "simple_net", "cnn"):  # written from four threads at once
         pngs = sorted((tmp_path / step).glob("*.png"))
@@ -85,7 +207,33 @@ def test_run_is_the_chapter_in_one_table(tmp_path):
     assert [s["step"].split()[0] for s in out["steps"]] == ["pixel", "linear", "simple_net", "cnn"]
     assert all(0.9 < s["accuracy"] <= 1 and s["book"] > 0.95 for s in out["steps"])
     assert out["seconds"] > 0
-    tiny = data.load_tiny()  # the steps ran side by side, each giving what it gives alone
+    tiny = reports.prepare(data.load_tiny(), "3,7")  # the steps ran side by side, each giving what it gives alone
     for step, name in zip(out["steps"][1:3], ("linear", "simple_net")):
-        alone = reports.train(tiny, classes=(3, 7), progress=False, **reports.CHAPTER_RUNS[name])
+        alone = reports.train(config.recipe(name), tiny, progress=False).summary
         assert step["accuracy"] == alone["valid_accuracy"], name
+
+
+def test_book_numbers_only_for_mnist(tmp_path, tiny):
+    from mnistjax.data import write_idx
+    from mnistjax.data.idx_dir import FILES
+
+    for (split, kind), name in FILES.items():  # the tiny sample's images upside down: not MNIST any more
+        arr = getattr(getattr(tiny, split), kind)
+        write_idx(tmp_path / f"{name}.gz", (arr[:, ::-1] if kind == "images" else arr).astype("uint8"))
+    out = strict(mnistjax("train", "--data-dir", str(tmp_path), "--epochs", "1", "--json").stdout)
+    assert out["dataset"] == "custom" and out["book"] is None
+    assert "book" not in mnistjax("train", "--data-dir", str(tmp_path), "--epochs", "1").stdout
+    base = strict(mnistjax("baseline", "--data-dir", str(tmp_path), "--json").stdout)
+    assert "book" not in base and "a_3_distances" not in base
+    assert "book" not in mnistjax("baseline", "--data-dir", str(tmp_path)).stdout
+
+
+def test_ctrl_c_in_run_exits_130_at_once():
+    proc = subprocess.Popen([sys.executable, "-m", "mnistjax.cli", "run", "--dataset", "tiny", "--no-compile-cache"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ})
+    time.sleep(6)  # JAX imported, the steps compiling and training side by side
+    t = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and time.monotonic() - t < 1.5, (proc.returncode, time.monotonic() - t)
+    assert "mnistjax: interrupted" in err.splitlines()[-1]

@@ -9,7 +9,9 @@ import numpy as np
 import optax
 import pytest
 
-from mnistjax import reports
+from matplotlib.figure import Figure
+
+from mnistjax import plots, reports
 from mnistjax.sgd import descend, diverged, fit_loss, init_params, lstsq_quadratic, roller_coaster, sgd
 from tests_helpers import run_cli
 
@@ -53,18 +55,19 @@ def test_vmap_over_learning_rates_and_divergence_is_reported():
     assert (np.sign(runs.params[2][1:]) != np.sign(runs.params[2][:-1])).all()  # 0.95 bounces across 0
 
 
-def test_learning_rate_cases_as_data_and_figures(tmp_path):
-    r = reports.learning_rates(figures=tmp_path)
+def test_learning_rate_cases_as_data_and_figures():
+    r = reports.learning_rates()
     assert [c["diverged"] for c in r["runs"]] == [False, False, False, True]
     json.dumps(r, allow_nan=False)
-    for name in ("quadratic", "loss1", "loss2", "loss3", "low_learning_rate_descent",
-                 "high_learning_rate_descent", "high_learning_rate_descent2"):
-        assert (tmp_path / f"{name}.png").stat().st_size > 5000
+    figures = plots.learning_rate_figures(r)
+    assert set(figures) == {"quadratic", "loss1", "loss2", "loss3", "low_learning_rate_descent",
+                            "high_learning_rate_descent", "high_learning_rate_descent2"}
+    assert all(isinstance(f, Figure) for f in figures.values())
 
 
 def test_roller_coaster_against_least_squares_and_reproducible():
-    a = reports.sgd_example(seed=3, steps=10, long_steps=2000)
-    b = reports.sgd_example(seed=3, steps=10, long_steps=2000)
+    report = reports.sgd_example(seed=3, steps=10, long_steps=2000)
+    a, b = report.summary, reports.sgd_example(seed=3, steps=10, long_steps=2000).summary
     assert a["losses"] == b["losses"]  # same seed, same numbers
     assert len(a["losses"]) == 11 and a["losses"][10] < a["losses"][0]
     np.testing.assert_allclose(a["lstsq_params"], np.polyfit(*map(np.asarray, roller_coaster(
@@ -75,6 +78,7 @@ def test_roller_coaster_against_least_squares_and_reproducible():
     sweep = a["lr_sweep"]
     assert not sweep["diverged"][0] and sweep["diverged"][-1]
     json.dumps(a, allow_nan=False)
+    assert set(plots.sgd_figures(report)) == {"sgd_scatter", "show_preds", "roller_coaster_loss", "lr_sweep"}
 
 
 def test_lstsq_matches_numpy():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, NamedTuple
 
@@ -46,12 +47,19 @@ class Split:
     def counts(self, n_classes: int) -> list[int]:
         return np.bincount(self.labels, minlength=n_classes).tolist()
 
+    def sha256(self) -> str:
+        """The SHA-256 of the images and labels (as int32), in their order: what these data are."""
+        h = hashlib.sha256(np.ascontiguousarray(self.images).tobytes())
+        h.update(np.ascontiguousarray(self.labels, np.int32).tobytes())
+        return h.hexdigest()
+
 
 @dataclass(frozen=True)
 class Dataset:
     """A loaded dataset and where it came from, so every result can name it.
 
-    name:     "mnist" (the verified canonical files), "tiny" (the embedded sample) or "custom".
+    name:     "mnist" (the verified canonical files), "tiny" (the embedded sample), "mnist_sample" (the
+              book's PNG folders, recognised by their hashes) or "custom".
     source:   the folder (or cache folder) the files were read from.
     verified: True when every file matched its published SHA-256.
     """

@@ -21,13 +21,19 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from mnistjax.data.dataset import DIGITS, Dataset, Split
-from mnistjax.data.idx import atomic_write
+from mnistjax.files import atomic_write
 from mnistjax.errors import MnistjaxError
 
 # folder name -> our split; "valid" and "testing" both play the book's validation set
 SPLIT_NAMES = {"train": "train", "training": "train", "valid": "test", "validation": "test",
                "test": "test", "testing": "test"}
 SIZE = (28, 28)
+# SHA-256 of the images and labels (int32) of each split of the book's MNIST_SAMPLE (the 3s and 7s of
+# MNIST, book order): PNG folders holding exactly these are that sample, and its book numbers apply.
+MNIST_SAMPLE_SHA256 = {
+    "train": "144aa344ab3714361b165ee2cfb68908ad18f52fa0914b1374f081750449425c",
+    "test": "586b80667d380e1691ca40fc2648a16541b7c91a478fe71d43eeb22349b3f39c",
+}
 
 
 def is_image_folder(root: str | os.PathLike) -> bool:
@@ -190,4 +196,8 @@ def load_folders(root: str | os.PathLike, cache_dir: str | os.PathLike | None = 
         stems = [rel.rsplit("/", 1)[1].split(".", 1)[0] for _, rel in items]
         index = np.array([int(s) if s.isdigit() else i for i, s in enumerate(stems)], np.int64)
         splits[split] = Split(images[split], labels, index)
-    return Dataset("custom", str(root.resolve()), False, splits["train"], splits["test"], classes)
+    sums = {name: split.sha256() for name, split in splits.items()}
+    book = sums == MNIST_SAMPLE_SHA256
+    return Dataset("mnist_sample" if book else "custom", str(root.resolve()), book, splits["train"], splits["test"],
+                   classes, sha256=sums)
+

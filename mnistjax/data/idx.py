@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import gzip
 import os
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 from mnistjax.errors import MnistjaxError
+from mnistjax.files import atomic_write
 
 # dtype code -> big-endian numpy dtype
 IDX_DTYPES = {
@@ -85,21 +85,6 @@ def to_idx(arr: np.ndarray) -> bytes:
     code = codes[native]
     header = bytes([0, 0, code, arr.ndim]) + np.asarray(arr.shape, ">u4").tobytes()
     return header + np.ascontiguousarray(arr, IDX_DTYPES[code]).tobytes()
-
-
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path`` and rename it: no half-written file, ever."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a data file is for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_idx(path: str | os.PathLike, arr: np.ndarray) -> None:

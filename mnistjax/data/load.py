@@ -34,6 +34,17 @@ def load_dir(folder: str | os.PathLike, cache_dir: str | os.PathLike | None = No
     raise MnistjaxError(f"--data-dir {folder}: holds neither MNIST IDX files nor train/ and valid/ (or training/ and testing/) PNG folders")
 
 
+def is_local(dataset: str = "auto", data_dir: str | os.PathLike | None = None,
+             cache_dir: str | os.PathLike | None = None) -> bool:
+    """Whether ``load`` with these arguments reads only files already here (no download, no fallback)."""
+    if dataset == "tiny" or data_dir or os.environ.get("MNISTJAX_DATA"):
+        return True
+    try:
+        return find_idx_files(download.mnist_cache(download.cache_dir(cache_dir))) is not None
+    except MnistjaxError:
+        return False
+
+
 def load(dataset: str = "auto", data_dir: str | os.PathLike | None = None,
          cache_dir: str | os.PathLike | None = None, mirrors: list[str] | None = None,
          progress: bool = True) -> Dataset:

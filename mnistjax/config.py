@@ -1,0 +1,210 @@
+"""One description of a training run: ``RunConfig``, validated in one place, loaded from TOML or JSON,
+and the named recipes shipped with the package (``mnistjax/recipes/*.toml``).
+
+    cfg = recipe("simple_net")                       # the chapter's simple_net on 3 vs 7
+    cfg = replace(cfg, lr=0.05, seeds=(0, 1, 2))     # a variant: three seeds in one vmapped call
+    cfg = load("my_run.toml", overrides={"epochs": 5})
+
+A result's ``"config"`` (``to_dict``) fed back in reproduces the result bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from mnistjax.errors import MnistjaxError
+
+RECIPES_DIR = Path(__file__).parent / "recipes"
+DATASETS = ("auto", "mnist", "tiny")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A training run. Names are looked up in the library's registries: ``models.MODELS`` (or a
+    plug-in ``FILE.py:FUNCTION`` / ``package.module:FUNCTION``), ``losses.LOSSES``,
+    ``optimizers.OPTIMIZERS`` and ``optimizers.SCHEDULES``; their ``*_args`` go to that function."""
+
+    # data
+    dataset: str = "auto"                # auto: full MNIST if it can be had, else the embedded sample
+    data_dir: str | None = None          # IDX files or PNG folders (default: the cache, then a download)
+    classes: str = "3,7"                 # "all" or a comma list of class names
+    # model and loss
+    model: str = "simple_net"
+    model_args: dict = field(default_factory=dict)
+    loss: str | None = None              # default: mnist_loss for two classes, cross_entropy otherwise
+    # optimizer and learning rate
+    opt: str = "sgd"
+    opt_args: dict = field(default_factory=dict)
+    lr: float = 0.1                      # the peak rate of the schedule
+    schedule: str = "constant"
+    schedule_args: dict = field(default_factory=dict)
+    # the loop
+    epochs: int = 40
+    batch_size: int = 256
+    augment: int = 0                     # shift training images by up to this many pixels
+    shuffle: bool = True                 # False: the data's order every epoch, as the book
+    drop_last: bool = False
+    # models: one per seed, or one per learning rate; several train together in one vmapped call
+    seeds: tuple[int, ...] = (0,)
+    lrs: tuple[float, ...] = ()
+    same_batches: bool = False           # several models: all see the first seed's batches
+    devices: int | str | None = None     # data parallel over this many devices, or "all"
+    # checkpoints
+    checkpoint_dir: str | None = None
+    checkpoint_every: int = 1
+
+    def __post_init__(self):
+        validate(self)
+
+    @property
+    def n_models(self) -> int:
+        return max(len(self.seeds), len(self.lrs))
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (tuples as lists), which ``from_dict`` turns back into this config."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+FIELDS = {f.name: f for f in fields(RunConfig)}
+_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str, "dict": dict}
+
+
+def _fail(name: str, value, expected: str):
+    raise MnistjaxError(f"{value!r}: expected {expected}", param=name)
+
+
+def _check_type(name: str, value) -> None:
+    kind = FIELDS[name].type.split(" | ")[0].split("[")[0]
+    if kind == "tuple":
+        item = int if "int" in FIELDS[name].type else (int, float)
+        if not isinstance(value, tuple) or not all(isinstance(v, item) and not isinstance(v, bool) for v in value):
+            _fail(name, value, f"a list of {'integers' if item is int else 'numbers'}")
+    elif value is not None or "None" not in FIELDS[name].type:
+        ok = isinstance(value, _TYPES[kind]) and (kind == "bool" or not isinstance(value, bool))
+        if not ok and not (name == "devices" and value == "all"):
+            _fail(name, value, f"a value of type {kind}")
+
+
+def _check_args(name: str, value: str, args: dict, registry: dict, fixed: tuple[str, ...]) -> None:
+    """``args`` must be arguments of ``registry[value]`` (checked by signature, nothing is built)."""
+    import inspect
+
+    if value not in registry:
+        _fail(name, value, f"one of {', '.join(registry)}")
+    takes = [p for p in inspect.signature(registry[value]).parameters if p not in fixed]
+    for k in args:
+        if k not in takes:
+            raise MnistjaxError(f"{value} takes no argument {k!r}; expected some of {', '.join(takes) or 'none'}",
+                                param=f"{name}_args")
+
+
+def validate(c: RunConfig) -> None:
+    """Every rule a RunConfig must follow, each broken one a one-line error naming the field."""
+    from mnistjax import losses, models, optimizers  # the registries (importing JAX)
+
+    for name in FIELDS:
+        _check_type(name, getattr(c, name))
+    if c.dataset not in DATASETS:
+        _fail("dataset", c.dataset, f"one of {', '.join(DATASETS)}")
+    if c.data_dir == "":
+        _fail("data_dir", c.data_dir, "a folder")
+    if not c.classes.strip(", "):
+        _fail("classes", c.classes, "'all' or a comma list of classes")
+    if c.model not in models.MODELS and ":" not in c.model:
+        _fail("model", c.model, f"one of {', '.join(models.MODELS)}, FILE.py:FUNCTION or package.module:FUNCTION")
+    if c.loss is not None and c.loss not in losses.LOSSES:
+        _fail("loss", c.loss, f"one of {', '.join(losses.LOSSES)}")
+    _check_args("opt", c.opt, c.opt_args, optimizers.OPTIMIZERS, ("learning_rate",))
+    _check_args("schedule", c.schedule, c.schedule_args, optimizers.SCHEDULES, ("lr", "steps"))
+    for name in ("epochs", "batch_size", "checkpoint_every"):
+        if getattr(c, name) < 1:
+            _fail(name, getattr(c, name), "a positive integer")
+    if c.augment < 0:
+        _fail("augment", c.augment, "0 or more pixels")
+    for name, rates in (("lr", (c.lr,)), ("lrs", c.lrs)):
+        if not all(math.isfinite(r) and r > 0 for r in rates):
+            _fail(name, rates if name == "lrs" else c.lr, "positive, finite learning rates")
+    if not c.seeds or not all(0 <= s < 2**32 for s in c.seeds):
+        _fail("seeds", c.seeds, "one or more seeds from 0 to 2**32 - 1")
+    if c.lrs and len(c.seeds) not in (1, len(c.lrs)):
+        _fail("seeds", c.seeds, f"one seed, or one per learning rate ({len(c.lrs)})")
+    if c.lrs and c.schedule != "constant":
+        _fail("lrs", c.lrs, "a sweep of constant learning rates (each model's rate is its own; drop schedule)")
+    if isinstance(c.devices, int) and c.devices < 1:
+        _fail("devices", c.devices, "a positive number or 'all'")
+    if c.devices is not None and c.n_models > 1:
+        _fail("devices", c.devices, "one model (data parallel); several seeds or lrs train in one vmapped call instead")
+
+
+def _normalise(d: dict, source: str) -> dict:
+    """Keys checked against RunConfig's fields; lists made tuples, a class list made "a,b"."""
+    unknown = [k for k in d if k not in FIELDS]
+    if unknown:
+        raise MnistjaxError(f"{source}: unknown setting {unknown[0]!r}; expected some of {', '.join(FIELDS)}")
+    out = dict(d)
+    for k in ("seeds", "lrs"):
+        if isinstance(out.get(k), list):
+            out[k] = tuple(out[k])
+    if isinstance(out.get("classes"), list):
+        out["classes"] = ",".join(map(str, out["classes"]))
+    return out
+
+
+def from_dict(d: dict, source: str = "config") -> RunConfig:
+    return RunConfig(**_normalise(d, source))
+
+
+def read(path: str | os.PathLike) -> dict:
+    """A config file's settings: TOML (``.toml``) or JSON (anything else; a result's ``"config"``
+    object, or a whole result with one)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+        d = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except OSError as e:
+        raise MnistjaxError(f"{path}: cannot read ({e.strerror or e})", param="config") from None
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise MnistjaxError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'} ({e})", param="config") from None
+    if not isinstance(d, dict):
+        raise MnistjaxError(f"{path}: expected a table of settings", param="config")
+    d = d.get("config", d) if isinstance(d.get("config"), dict) else d
+    return _normalise({k: v for k, v in d.items() if k != "description"}, str(path))
+
+
+def recipes() -> dict[str, str]:
+    """{name: one-line description} of the recipes shipped with the package."""
+    return {p.stem: tomllib.loads(p.read_text()).get("description", "") for p in sorted(RECIPES_DIR.glob("*.toml"))}
+
+
+def recipe_settings(name: str) -> dict:
+    path = RECIPES_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise MnistjaxError(f"{name!r}: no such recipe; expected one of {', '.join(recipes())}", param="recipe")
+    return read(path)
+
+
+def recipe(name: str) -> RunConfig:
+    """The recipe ``name`` as a RunConfig (``mnistjax recipes`` lists them)."""
+    return from_dict(recipe_settings(name), f"recipe {name}")
+
+
+def settings(recipe: str | None = None, path: str | os.PathLike | None = None, overrides: dict | None = None) -> dict:
+    """The settings of a run in layers: RunConfig's defaults < a recipe < a config file < overrides."""
+    out = {}
+    if recipe:
+        out.update(recipe_settings(recipe))
+    if path:
+        out.update(read(path))
+    out.update(_normalise(overrides or {}, "overrides"))
+    return out
+
+
+def load(path: str | os.PathLike | None = None, recipe: str | None = None, overrides: dict | None = None) -> RunConfig:
+    """A RunConfig from a recipe and/or a file, with ``overrides`` on top (see ``settings``)."""
+    return RunConfig(**settings(recipe, path, overrides))

@@ -1,0 +1,229 @@
+"""Layers in the vocabulary of ``torch.nn``, as pure functions: build a model the way the book does.
+
+    simple_net = sequential(flatten(), dense(28 * 28, 30), relu(), dense(30, 1))
+
+A layer and a whole model are the same thing, a ``Module``:
+
+- ``params``: its parameters, a dict whose leaves are ``Param`` specs (shape, fan-in, init function)
+  or constant arrays. ``init(module, key)`` draws every spec of a model in one random call
+  (each separate draw is a compile of its own: ≈ 0.1 s apiece on a CPU).
+- ``state``: what it updates as it trains without a gradient (batch-norm running statistics); {} for most.
+- ``apply(params, state, x, key, train) -> (y, new_state)``: ``key`` is a PRNG key or None (dropout
+  needs one when training); ``train`` selects training behaviour (dropout on, batch statistics) or
+  evaluation (dropout off, running statistics).
+
+Shapes: images are (B, H, W) float32 or channels-last (B, H, W, C); dense layers take (B, F).
+Initialisers match PyTorch's defaults (uniform ±1/√fan_in for Linear and Conv2d weights and biases;
+batch norm: scale 1, bias 0, running mean 0, running variance 1), so numbers compare with the book's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# (key, shape, fan_in) -> float32 array of that shape; fan_in is an array broadcast to shape.
+Init = Callable[[jax.Array, tuple[int, ...], jax.Array], jax.Array]
+
+
+def torch_init(key: jax.Array, shape: tuple[int, ...], fan_in: jax.Array) -> jax.Array:
+    """PyTorch's default for Linear and Conv2d weights and biases: U(−1/√fan_in, 1/√fan_in)."""
+    bound = 1.0 / jnp.sqrt(fan_in)
+    return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
+
+
+def book_init(std: float = 1.0) -> Init:
+    """The chapter's ``init_params``: normal × std, whatever the fan-in."""
+    return lambda key, shape, fan_in: jax.random.normal(key, shape) * std
+
+
+class Param(NamedTuple):
+    """A parameter to draw: its shape, its fan-in, and the distribution to draw it from."""
+
+    shape: tuple[int, ...]
+    fan_in: int
+    init: Init = torch_init
+
+
+@dataclass(frozen=True, eq=False)  # compared by identity: a model is a static argument of compiled functions
+class Module:
+    """A layer or a model: parameter specs, initial state, and ``apply`` (see the module docstring)."""
+
+    params: dict
+    state: dict
+    apply: Callable
+
+
+def _is_param(x) -> bool:
+    return isinstance(x, Param)
+
+
+def init(module: Module, key: jax.Array) -> tuple[dict, dict]:
+    """Draw a module's parameters: (params, state) of arrays. One random call per init function."""
+    leaves, tree = jax.tree.flatten(module.params, is_leaf=_is_param)
+    out = [None if _is_param(leaf) else jnp.asarray(leaf) for leaf in leaves]
+    fns = list(dict.fromkeys(leaf.init for leaf in leaves if _is_param(leaf)))
+    keys = [key] if len(fns) == 1 else jax.random.split(key, len(fns))
+    for fn, k in zip(fns, keys):
+        idx = [i for i, leaf in enumerate(leaves) if _is_param(leaf) and leaf.init is fn]
+        sizes = [math.prod(leaves[i].shape) for i in idx]
+        fan_in = np.repeat([leaves[i].fan_in for i in idx], sizes).astype(np.float32)
+        for i, part in zip(idx, jnp.split(fn(k, fan_in.shape, fan_in), np.cumsum(sizes)[:-1])):
+            out[i] = part.reshape(leaves[i].shape)
+    return tree.unflatten(out), jax.tree.map(jnp.asarray, module.state)
+
+
+def stateless(fn: Callable[[dict, jax.Array], jax.Array], params: dict | None = None) -> Module:
+    """A layer from ``fn(params, x) -> y``: no state, no randomness, the same in training and evaluation."""
+    return Module(params or {}, {}, lambda p, s, x, key, train: (fn(p, x), s))
+
+
+def _children(named: dict[str, Module]) -> tuple[dict, dict]:
+    """The params and state of named sub-modules, for those that have any."""
+    return ({n: m.params for n, m in named.items() if m.params}, {n: m.state for n, m in named.items() if m.state})
+
+
+def _call(named: dict[str, Module], name: str, params, state, x, key, train, new_state: dict) -> jax.Array:
+    """Apply sub-module ``name`` (its key: ``fold_in(key, its position)``), keeping its new state."""
+    i = list(named).index(name)
+    y, s = named[name].apply(params.get(name, {}), state.get(name, {}), x,
+                             None if key is None else jax.random.fold_in(key, i), train)
+    if s:
+        new_state[name] = s
+    return y
+
+
+def sequential(*layers: Module) -> Module:
+    """Layers one after another, like ``nn.Sequential``: params and state keyed by position ("0", "1",
+    ...) for the layers that have any."""
+    named = {str(i): m for i, m in enumerate(layers)}
+
+    def apply(params, state, x, key, train):
+        new_state = {}
+        for name in named:
+            x = _call(named, name, params, state, x, key, train, new_state)
+        return x, new_state
+
+    return Module(*_children(named), apply)
+
+
+def dense(n_in: int, n_out: int, bias: bool = True, init: Init = torch_init) -> Module:
+    """``nn.Linear``: (B, n_in) -> (B, n_out), ``x @ w + b`` with w (n_in, n_out)."""
+    params = {"w": Param((n_in, n_out), n_in, init), **({"b": Param((n_out,), n_in, init)} if bias else {})}
+    return stateless(lambda p, x: x @ p["w"] + p["b"] if bias else x @ p["w"], params)
+
+
+def relu() -> Module:
+    return stateless(lambda p, x: jax.nn.relu(x))
+
+
+def sigmoid() -> Module:
+    return stateless(lambda p, x: jax.nn.sigmoid(x))
+
+
+def flatten() -> Module:
+    """(B, ...) -> (B, F), like ``nn.Flatten``."""
+    return stateless(lambda p, x: x.reshape(x.shape[0], -1))
+
+
+def reshape(*shape: int) -> Module:
+    """Each example to ``shape``, like ``nn.Unflatten``: ``reshape(28, 28, 1)`` gives images a channel axis."""
+    return stateless(lambda p, x: x.reshape(x.shape[0], *shape))
+
+
+def patches(x: jax.Array, k: int, stride: int = 1, padding: int = 0) -> jax.Array:
+    """The k×k patches of (B, H, W, C) at every stride-th position: (B, H', W', k·k·C), tap-major.
+
+    k·k strided slices side by side: XLA's CPU convolutions are slow, and so is
+    ``lax.conv_general_dilated_patches`` (itself a convolution; its gradient measured 10x slower).
+    """
+    xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    ho, wo = (xp.shape[1] - k) // stride + 1, (xp.shape[2] - k) // stride + 1
+    return jnp.concatenate([xp[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
+                            for i in range(k) for j in range(k)], axis=-1)
+
+
+def conv(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0, bias: bool = True,
+         init: Init = torch_init) -> Module:
+    """``nn.Conv2d`` on channels-last images: (B, H, W, c_in) -> (B, H', W', c_out), H' = (H + 2·padding −
+    kernel) // stride + 1, computed as patches + one matmul (im2col). w is (kernel·kernel·c_in, c_out)."""
+    fan_in = c_in * kernel * kernel
+    params = {"w": Param((fan_in, c_out), fan_in, init), **({"b": Param((c_out,), fan_in, init)} if bias else {})}
+
+    def fn(p, x):
+        y = patches(x, kernel, stride, padding) @ p["w"]
+        return y + p["b"] if bias else y
+
+    return stateless(fn, params)
+
+
+def max_pool(window: int = 2) -> Module:
+    """``nn.MaxPool2d(window)``: the max of each window×window block, (B, H, W, C) -> (B, H//w, W//w, C)."""
+    def fn(p, x):
+        b, h, w, c = x.shape
+        h, w = h // window, w // window
+        x = x[:, :h * window, :w * window]
+        return x.reshape(b, h, window, w, window, c).max((2, 4))
+
+    return stateless(fn)
+
+
+def global_avg_pool() -> Module:
+    """``nn.AdaptiveAvgPool2d(1)`` + flatten: (B, H, W, C) -> (B, C)."""
+    return stateless(lambda p, x: x.mean((1, 2)))
+
+
+def dropout(rate: float) -> Module:
+    """``nn.Dropout``: in training, zero each value with probability ``rate`` and scale the rest by
+    1/(1 − rate); in evaluation, the identity. Needs a key in training."""
+    def apply(p, s, x, key, train):
+        if not train or rate == 0:
+            return x, s
+        if key is None:
+            raise ValueError("dropout: training needs a PRNG key (apply(..., key=..., train=True))")
+        keep = jax.random.bernoulli(key, 1 - rate, x.shape)
+        return jnp.where(keep, x / (1 - rate), 0), s
+
+    return Module({}, {}, apply)
+
+
+def batch_norm(features: int, momentum: float = 0.1, eps: float = 1e-5) -> Module:
+    """``nn.BatchNorm1d``/``2d`` over the last axis of (B, F) or (B, H, W, C) inputs.
+
+    Training normalises with the batch's mean and (biased) variance, over every axis but the last,
+    and moves the running statistics ``momentum`` of the way to the batch's (PyTorch's convention,
+    the running variance unbiased); evaluation normalises with the running statistics.
+    Under ``jit`` with a sharded batch the means are over the global batch, as on one device.
+    """
+    params = {"scale": np.ones(features, np.float32), "bias": np.zeros(features, np.float32)}
+    state = {"mean": np.zeros(features, np.float32), "var": np.ones(features, np.float32)}
+
+    def apply(p, s, x, key, train):
+        axes = tuple(range(x.ndim - 1))
+        if train:
+            mean, var = x.mean(axes), x.var(axes)
+            n = math.prod(x.shape[:-1])
+            s = {"mean": (1 - momentum) * s["mean"] + momentum * jax.lax.stop_gradient(mean),
+                 "var": (1 - momentum) * s["var"] + momentum * jax.lax.stop_gradient(var) * n / max(n - 1, 1)}
+        else:
+            mean, var = s["mean"], s["var"]
+        return (x - mean) * jax.lax.rsqrt(var + eps) * p["scale"] + p["bias"], s
+
+    return Module(params, state, apply)
+
+
+def residual(main: Module, shortcut: Module | None = None) -> Module:
+    """``main(x) + shortcut(x)`` (the identity when ``shortcut`` is None): a ResNet block's skip connection."""
+    named = {"main": main, "shortcut": shortcut or stateless(lambda p, x: x)}
+
+    def apply(params, state, x, key, train):
+        new_state = {}
+        y = sum(_call(named, name, params, state, x, key, train, new_state) for name in named)
+        return y, new_state
+
+    return Module(*_children(named), apply)

@@ -1,0 +1,101 @@
+"""Every human-readable table mnistjax prints, each made from a report's JSON-ready summary."""
+
+from __future__ import annotations
+
+
+def _num(v, width: int = 8, digits: int = 4) -> str:
+    return f"{v:{width}.{digits}f}" if v is not None else f"{'—':>{width}}"
+
+
+def counts(info: dict) -> str:
+    """A dataset's classes and images per split (``Dataset.describe()``)."""
+    lines = [f"dataset: {info['dataset']}  (verified: {info['verified']})", f"source:  {info['source']}",
+             f"{'class':>8} " + " ".join(f"{c:>6}" for c in info["classes"]) + f" {'total':>7}"]
+    for split, s in info["splits"].items():
+        lines.append(f"{split:>8} " + " ".join(f"{n:>6}" for n in s["per_class"].values()) + f" {s['count']:>7}")
+    return "\n".join(lines)
+
+
+def data_info(info: dict) -> str:
+    return counts(info) + "\n" + "\n".join(f"sha256 {n}: {h}" for n, h in info["sha256"].items())
+
+
+def baseline(r: dict) -> str:
+    """Pixel similarity: class, our accuracy, and the book's where it has one."""
+    book = r.get("book", {}) if r["distance"] == "l1" else {}
+    head = f"{'':>18} {'ours':>8}" + (f" {'book':>8}" if book else "")
+    ref = (lambda v: " " + _num(v)) if book else (lambda v: "")  # noqa: E731
+    lines = [f"pixel similarity ({r['distance']}) on {r['dataset']}: {r['n_valid']} validation images", head]
+    lines += [f"{'accuracy ' + n:>18} {a:8.4f}{ref(book.get('per_class_accuracy', {}).get(n))}"
+              for n, a in r["per_class_accuracy"].items()]
+    lines.append(f"{'balanced':>18} {r['balanced_accuracy']:8.4f}{ref(book.get('balanced_accuracy'))}")
+    lines.append(f"{'accuracy':>18} {r['accuracy']:8.4f}")
+    lines += [f"{'a_3 ' + k:>18} {v:8.4f}{ref(book.get('a_3_distances', {}).get(k))}"
+              for k, v in r.get("a_3_distances", {}).items()]
+    return "\n".join(lines)
+
+
+def learning_rates(r: dict) -> str:
+    lines = [f"x² from x={r['x0']}, {r['steps']} steps:"]
+    lines += [f"  lr {c['lr']:<5} {c['name']:<9} final x {_num(c['x'][-1], 9)}{'  DIVERGED' if c['diverged'] else ''}"
+              for c in r["runs"]]
+    return "\n".join(lines)
+
+
+def sgd_example(r: dict) -> str:
+    lines = [f"roller coaster, seed {r['seed']}, SGD lr {r['lr']}: loss per step"
+             + ("  -- DIVERGED: the loss grew or overflowed; try a smaller --lr" if r["diverged"] else "")]
+    lines += [f"  step {i:>3}: {v:10.2f}" if v is not None else f"  step {i:>3}: diverged" for i, v in enumerate(r["losses"])]
+    fmt = lambda ps: "(" + ", ".join("nan" if p is None else f"{p:.4f}" for p in ps) + ")"  # noqa: E731
+    lines.append(f"params after {r['steps']} steps: {fmt(r['params'])}; least squares: {fmt(r['lstsq_params'])} "
+                 f"(loss {r['lstsq_loss']:.3f})")
+    lines += [f"  after {n:>6} steps: loss {v['loss']:9.3f} = {v['loss_over_lstsq']:7.2f} x least squares"
+              for n, v in r["after_steps"].items()]
+    lines.append("steps to come within 1% of the least-squares loss:")
+    lines += [f"  {k:<36} {'not within the run' if v is None else v}" for k, v in r["steps_to_within_1pct_of_lstsq"].items()]
+    sweep = r["lr_sweep"]
+    ok = [lr for lr, d in zip(sweep["lrs"], sweep["diverged"]) if not d]
+    lines.append(f"learning-rate sweep ({len(sweep['lrs'])} rates in one vmap): stable up to lr {max(ok):.2e}, diverges above")
+    return "\n".join(lines)
+
+
+def _run_line(r: dict) -> str:
+    c = r["config"]
+    sched = "" if c["schedule"] == "constant" else f" {c['schedule']}"
+    return (f"{c['model']} on {r['dataset']} ({', '.join(r['classes'])}), {c['opt']}{sched} lr {c['lr']:g}, "
+            f"batch {c['batch_size']}, {c['epochs']} epochs")
+
+
+def training(r: dict) -> str:
+    """A training report: one model's epochs, or several models' accuracies with mean ± std."""
+    if "runs" in r:
+        lines = [_run_line(r) + f": {len(r['runs'])} models trained together in one vmapped call",
+                 f"{'seed':>6} {'lr':>10} {'accuracy':>9}"]
+        lines += [f"{run['seed']:>6} {run['lr']:>10g} {_num(run['valid_accuracy'], 9)}"
+                  + (f"  diverged at epoch {run['diverged_at']}" if run["diverged_at"] else "") for run in r["runs"]]
+        if r["valid_accuracy_mean"] is not None:
+            lines.append(f"mean {r['valid_accuracy_mean']:.4f} ± {r['valid_accuracy_std']:.4f}; "
+                         f"compile {r['compile_seconds']:.2f} s, train {r['train_seconds']:.2f} s")
+        return "\n".join(lines)
+    lines = [_run_line(r) + f", seed {r['config']['seeds'][0]}",
+             f"{'epoch':>6} {'train loss':>11} {'valid loss':>11} {'accuracy':>9}"]
+    lines += [f"{e['epoch']:>6} {_num(e['train_loss'], 11)} {_num(e['valid_loss'], 11)} {_num(e['valid_accuracy'], 9)}"
+              for e in r["history"]]
+    if r["valid_accuracy"] is not None:
+        book = f" (book {r['book']:.4f})" if r["book"] else ""
+        lines.append(f"valid accuracy {r['valid_accuracy']:.4f}{book}; compile {r['compile_seconds']:.2f} s, "
+                     f"train {r['train_seconds']:.2f} s")
+    return "\n".join(lines)
+
+
+def chapter(r: dict) -> str:
+    """``mnistjax run``: each step of the chapter, ours beside the book's."""
+    lines = [f"mnistjax run on {r['dataset']}; 3 vs 7, validation accuracy", f"{'step':<32} {'ours':>8} {'book':>8} {'seconds':>8}"]
+    lines += [f"{s['step']:<32} {_num(s['accuracy'])} {_num(s['book'])} {s['seconds']:8.2f}" for s in r["steps"]]
+    lines.append(f"all steps side by side, data loading included: {r['seconds']:.2f} s")
+    return "\n".join(lines)
+
+
+def recipes(r: dict) -> str:
+    width = max(map(len, r["recipes"]), default=0)
+    return "\n".join(f"{name:<{width}}  {text}" for name, text in r["recipes"].items())
