@@ -347,7 +347,7 @@ def _in_background(fn: Callable, *args, **kwargs) -> Future:
 
 def _start_loading(argv: list[str]):
     """For a command that reads data already here, start loading what its options name, before JAX is
-    imported (zlib and hashlib release the GIL: the command starts ≈ 0.3 s sooner). JAX-free: only the
+    imported (zlib and hashlib release the GIL, so both go on at once). JAX-free: only the
     data options and the recipe or config file they may come from are read here. Returns
     (request, future) or None."""
     words = [a for a in argv if not a.startswith("-")][:2]
@@ -395,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         use_compile_cache(args)
         args.func(args)
         # What is alive now lives until exit: keep the garbage collector's passes at interpreter exit from
-        # walking it all (JAX's ~150,000 objects: ≈ 0.3 s of a 5 s warm `mnistjax run`).
+        # walking it all (JAX's objects, a noticeable part of a short command).
         gc.freeze()
         return 0
     except MnistjaxError as e:

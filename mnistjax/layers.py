@@ -6,7 +6,7 @@ A layer and a whole model are the same thing, a ``Module``:
 
 - ``params``: its parameters, a dict whose leaves are ``Param`` specs (shape, fan-in, init function)
   or constant arrays. ``init(module, key)`` draws every spec of a model in one random call
-  (each separate draw is a compile of its own: ≈ 0.1 s apiece on a CPU).
+  (each separate draw is a compile of its own).
 - ``state``: what it updates as it trains without a gradient (batch-norm running statistics); {} for most.
 - ``apply(params, state, x, key, train) -> (y, new_state)``: ``key`` is a PRNG key or None (dropout
   needs one when training); ``train`` selects training behaviour (dropout on, batch statistics) or
@@ -140,7 +140,7 @@ def patches(x: jax.Array, k: int, stride: int = 1, padding: int = 0) -> jax.Arra
     """The k×k patches of (B, H, W, C) at every stride-th position: (B, H', W', k·k·C), tap-major.
 
     k·k strided slices side by side: XLA's CPU convolutions are slow, and so is
-    ``lax.conv_general_dilated_patches`` (itself a convolution; its gradient measured 10x slower).
+    ``lax.conv_general_dilated_patches`` (itself a convolution, and so is its gradient).
     """
     xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     ho, wo = (xp.shape[1] - k) // stride + 1, (xp.shape[2] - k) // stride + 1

@@ -47,11 +47,11 @@ def test_auto_without_data_falls_back_to_tiny_with_one_warning(tmp_path):
 def test_dataset_mnist_insists(tmp_path):
     proc = mnistjax("data", "info", "--dataset", "mnist", env={"MNISTJAX_DATA": "", "MNISTJAX_CACHE": str(tmp_path)},
                     check_rc=2)
-    assert "full MNIST is not available" in proc.stderr and "--data-dir" in proc.stderr
+    assert "--dataset: full MNIST is not available" in proc.stderr and "mnistjax data fetch" in proc.stderr
 
 
 @pytest.mark.parametrize("args,message", [
-    (["run", "--data-dir", "/no/such/dir"], "--data-dir /no/such/dir: not a folder"),
+    (["run", "--data-dir", "/no/such/dir"], "--data-dir: /no/such/dir: not a folder"),
     (["run", "--dataset", "imagenet"], "argument --dataset: invalid choice"),
     (["run", "--bogus"], "unrecognized arguments: --bogus"),
     ([], "the following arguments are required: command"),

@@ -92,7 +92,7 @@ def test_all_bad_mirrors_give_one_clear_error(server, tmp_path):
     with pytest.raises(MnistjaxError) as e:
         data.fetch(tmp_path, [f"{server}/empty", f"{server}/bad"], progress=False)
     message = str(e.value)
-    assert "404" in message and "is not the published" in message and "--mirror" in message
+    assert "404" in message and "is not the published" in message and "other mirrors" in message
     assert cache_files(tmp_path) == []
 
 

@@ -39,7 +39,7 @@ def cache_dir(override: str | os.PathLike | None = None) -> Path:
 
 
 def mirrors(override: list[str] | None = None) -> list[str]:
-    """The mirror list: ``override`` (``--mirror``), ``$MNISTJAX_MIRRORS`` (comma or space separated) or the defaults."""
+    """The mirror list: ``override``, ``$MNISTJAX_MIRRORS`` (comma or space separated) or the defaults."""
     if override:
         found = list(override)
     elif os.environ.get("MNISTJAX_MIRRORS"):
@@ -108,7 +108,7 @@ def fetch(root: str | os.PathLike | None = None, mirror_list: list[str] | None =
             else:
                 raise MnistjaxError(
                     f"could not download {name}.gz from any mirror ({'; '.join(failures)}); "
-                    "check the connection, or pass --mirror URL / set MNISTJAX_MIRRORS, or use --data-dir"
+                    "check the connection, or name other mirrors ($MNISTJAX_MIRRORS) or a folder with the files"
                 )
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -125,7 +125,7 @@ def _decode_all(root: Path, files: dict[str, list[tuple[str, str]]], workers: in
     """Decode every file, in ``workers`` processes when there are many.
 
     Processes, not threads: most of a small PNG's cost is Pillow's Python code, which holds the
-    GIL (on 2 cores, 2 threads took 3.3 s for the 14,434-file sample, one loop 1.4 s). forkserver,
+    GIL (on 2 cores, two threads were slower than one loop). forkserver,
     not fork: JAX may already be running threads in this process.
     """
     paths = [os.path.join(root, rel) for items in files.values() for _, rel in items]
@@ -173,7 +173,7 @@ def load_folders(root: str | os.PathLike, cache_dir: str | os.PathLike | None = 
     Class folders named 0..9 keep their digits as labels (so images and labels equal MNIST's);
     other names get ids in sorted order. ``cache_dir=None`` disables the cache. ``workers``
     defaults to one process on machines with at most 2 cores (starting worker processes there
-    costs more than it saves: 1.8 s vs 1.4 s for 14,434 files) and to the core count (at most 8)
+    costs more than it saves) and to the core count (at most 8)
     elsewhere.
     """
     root = Path(root)

@@ -1,4 +1,4 @@
-"""Which data to use: ``--data-dir``/``$MNISTJAX_DATA`` → cache → download → (auto only) the embedded sample."""
+"""Which data to use: ``data_dir``/``$MNISTJAX_DATA`` → cache → download → (auto only) the embedded sample."""
 
 from __future__ import annotations
 
@@ -26,12 +26,14 @@ def load_dir(folder: str | os.PathLike, cache_dir: str | os.PathLike | None = No
     """A folder of IDX files (MNIST's names, .gz or raw) or of PNG folders (train/valid or training/testing)."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
-        raise MnistjaxError(f"--data-dir {folder}: not a folder; expected the four MNIST IDX files or train/ and valid/ PNG folders")
+        raise MnistjaxError(f"{folder}: not a folder; expected the four MNIST IDX files or train/ and valid/ PNG folders",
+                            param="data_dir")
     if find_idx_files(folder) is not None:
         return load_idx_dir(folder)
     if is_image_folder(folder):
         return load_folders(folder, download.cache_dir(cache_dir))
-    raise MnistjaxError(f"--data-dir {folder}: holds neither MNIST IDX files nor train/ and valid/ (or training/ and testing/) PNG folders")
+    raise MnistjaxError(f"{folder}: holds neither MNIST IDX files nor train/ and valid/ (or training/ and testing/) "
+                        "PNG folders", param="data_dir")
 
 
 def is_local(dataset: str = "auto", data_dir: str | os.PathLike | None = None,
@@ -55,7 +57,7 @@ def load(dataset: str = "auto", data_dir: str | os.PathLike | None = None,
     A ``data_dir`` (or ``$MNISTJAX_DATA``) is used as given, whatever ``dataset`` says, except "tiny".
     """
     if dataset not in DATASETS:
-        raise MnistjaxError(f"--dataset {dataset!r}: expected one of {', '.join(DATASETS)}")
+        raise MnistjaxError(f"{dataset!r}: expected one of {', '.join(DATASETS)}", param="dataset")
     if dataset == "tiny":
         return load_tiny()
     data_dir = data_dir or os.environ.get("MNISTJAX_DATA")
@@ -68,7 +70,8 @@ def load(dataset: str = "auto", data_dir: str | os.PathLike | None = None,
         return load_idx_dir(cached, strict=True)
     except MnistjaxError as e:
         if dataset == "mnist":
-            raise MnistjaxError(f"full MNIST is not available ({e}); pass --data-dir or set MNISTJAX_DATA "
-                                "to a folder with the four IDX files, or run 'mnistjax data fetch'") from None
+            raise MnistjaxError(f"full MNIST is not available ({e}); expected the four IDX files in a data folder "
+                                "(data_dir, $MNISTJAX_DATA) or in the cache ('mnistjax data fetch' downloads them)",
+                                param="dataset") from None
         print(f"mnistjax: warning: full MNIST is not available, using the embedded 'tiny' sample ({e})", file=sys.stderr)
         return load_tiny()
