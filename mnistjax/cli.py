@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import argparse
 import gc
+import glob
 import json
 import os
 import re
 import sys
+import tempfile
 import threading
 import time
 import traceback
+import warnings
 from concurrent.futures import Future
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Callable
 
 from mnistjax import config as mconfig
@@ -225,8 +230,10 @@ def cmd_recipes(args):
 
 
 def cmd_baseline(args):
-    from mnistjax import plots, reports, tables
+    from mnistjax import files, plots, reports, tables
 
+    if args.figures:
+        files.writable_dir(args.figures, "figures")
     ds = load_data(args)
     report = reports.baseline(ds, data.parse_classes(args.classes, ds.classes), args.distance)
     _save_figures(args.figures, lambda: plots.baseline_figures(report))
@@ -234,10 +241,12 @@ def cmd_baseline(args):
 
 
 def cmd_sgd(args):
-    from mnistjax import plots, reports, tables
+    from mnistjax import files, plots, reports, tables
 
     if args.steps < 1 or not 0 < args.lr < float("inf"):
         raise MnistjaxError(f"--steps {args.steps} --lr {args.lr}: expected steps >= 1 and a finite learning rate > 0")
+    if args.figures:
+        files.writable_dir(args.figures, "figures")
     cases = reports.learning_rates()
     report = reports.sgd_example(args.seed, args.steps, args.lr, max(args.steps, 10_000))
     _save_figures(args.figures, lambda: {**plots.learning_rate_figures(cases), **plots.sgd_figures(report)})
@@ -370,16 +379,57 @@ def _start_loading(argv: list[str]):
     return request, _in_background(data.load, request[0], request[1], known.cache_dir, known.mirror, progress=not known.json)
 
 
-def use_compile_cache(args: argparse.Namespace) -> None:
-    """Point JAX's persistent compilation cache at a folder, so a second run skips XLA compiles."""
-    if args.no_compile_cache:
-        return
+def use_compile_cache(args: argparse.Namespace) -> Path | None:
+    """Point JAX's persistent compilation cache at a folder, so a second run skips XLA compiles.
+    A folder that cannot be written is a one-line note, and the run compiles without it."""
+    if args.no_compile_cache or args.func not in (cmd_run, cmd_train, cmd_baseline, cmd_sgd):  # those that compile
+        return None
     import jax
 
-    folder = args.compile_cache or os.environ.get("MNISTJAX_COMPILE_CACHE") or data.cache_dir(vars(args).get("cache_dir")) / "xla"
+    folder = Path(args.compile_cache or os.environ.get("MNISTJAX_COMPILE_CACHE")
+                  or data.cache_dir(vars(args).get("cache_dir")) / "xla")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        print(f"mnistjax: note: no compilation cache ({folder}: {e.strerror or e}); compiling afresh", file=sys.stderr)
+        return None
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return folder
+
+
+@contextmanager
+def _compile_cache_trouble(folder: Path | None):
+    """JAX warns of each cache entry it cannot read or write, on every run (it never replaces an entry):
+    gather those into one note, and remove the unreadable entries so that this run's compiles replace them."""
+    if folder is None:
+        yield
+        return
+    trouble, show = {}, warnings.showwarning
+
+    def hook(message, category, filename, lineno, file=None, line=None):
+        m = re.match(r"Error (reading|writing) persistent compilation cache entry for '([^']+)'", str(message))
+        if m:
+            trouble.setdefault(m[1], set()).add(m[2])
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = hook
+    try:
+        yield
+    finally:
+        warnings.showwarning = show
+        for name in trouble.get("reading", ()):
+            for entry in folder.glob(f"{glob.escape(name)}-*"):
+                entry.unlink(missing_ok=True)
+        if trouble:
+            print(f"mnistjax: note: the compilation cache {folder} had entries it could not "
+                  f"{' or '.join({'reading': 'read', 'writing': 'write'}[w] for w in trouble)} "
+                  f"({len(set().union(*trouble.values()))} programs); "
+                  "they were compiled afresh",
+                  file=sys.stderr)
 
 
 def _message(e: MnistjaxError) -> str:
@@ -392,8 +442,8 @@ def main(argv: list[str] | None = None) -> int:
         loading = _start_loading(argv)
         args = build_parser().parse_args(argv)
         args.loading = loading
-        use_compile_cache(args)
-        args.func(args)
+        with _compile_cache_trouble(use_compile_cache(args)):
+            args.func(args)
         # What is alive now lives until exit: keep the garbage collector's passes at interpreter exit from
         # walking it all (JAX's objects, a noticeable part of a short command).
         gc.freeze()

@@ -59,7 +59,7 @@ def open_log(path: str | os.PathLike, param: str = "log") -> "EpochLog":
         raise MnistjaxError(f"{path}: cannot write ({e.strerror or e}); expected a file in a writable folder", param=param) from None
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -77,7 +77,7 @@ def remove_stale_temps(folder: str | os.PathLike) -> None:
         return
     for entry in entries:
         m = _TEMP.match(entry.name)
-        if m and not _alive(int(m[1])):
+        if m and not alive(int(m[1])):
             Path(entry.path).unlink(missing_ok=True)
 
 

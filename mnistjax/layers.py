@@ -78,6 +78,12 @@ def init(module: Module, key: jax.Array) -> tuple[dict, dict]:
     return tree.unflatten(out), jax.tree.map(jnp.asarray, module.state)
 
 
+def size(module: Module) -> int:
+    """How many numbers a module's parameters and state hold (counted from the specs: nothing is drawn)."""
+    leaves = jax.tree.leaves((module.params, module.state), is_leaf=_is_param)
+    return sum(math.prod(leaf.shape) if _is_param(leaf) else np.size(leaf) for leaf in leaves)
+
+
 def stateless(fn: Callable[[dict, jax.Array], jax.Array], params: dict | None = None) -> Module:
     """A layer from ``fn(params, x) -> y``: no state, no randomness, the same in training and evaluation."""
     return Module(params or {}, {}, lambda p, s, x, key, train: (fn(p, x), s))

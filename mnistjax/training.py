@@ -7,6 +7,7 @@ model state, optimizer state), PRNG keys, the data and an epoch number.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from functools import lru_cache, partial
@@ -40,13 +41,7 @@ class Data(NamedTuple):
 
 
 def data_from(sample: mdata.Sample) -> Data:
-    """Put a ``Sample`` on the device as float images and class indices; every class must have
-    training and validation examples."""
-    for split, name in ((sample.train, "training"), (sample.valid, "validation")):
-        counts = np.bincount(split.labels, minlength=max(sample.classes) + 1)[list(sample.classes)]
-        if not counts.all():
-            raise MnistjaxError(f"class {sample.classes[int(np.argmin(counts))]} has no {name} examples; "
-                                "expected every class in both splits", param="classes")
+    """Put a ``Sample`` on the device as float images and class indices."""
     lookup = np.full(max(sample.classes) + 1, -1, np.int32)
     lookup[list(sample.classes)] = np.arange(len(sample.classes))
     return Data(mdata.as_float(sample.train.images), jnp.asarray(lookup[sample.train.labels]),
@@ -245,6 +240,10 @@ def check(learner: Learner, data: Data, epochs: int, done: int = 0) -> None:
         raise MnistjaxError(f"{learner.batch_size}: expected 1 to {n}, the number of training images", param="batch_size")
     if epochs < max(done, 1):
         raise MnistjaxError(f"{epochs}: expected at least {max(done, 1)} (the epochs already done)", param="epochs")
+    need, have = 4 * 4 * layers.size(learner.model), _device_memory()  # float32 params, gradients, two moments
+    if need > have:
+        raise MnistjaxError(f"{layers.size(learner.model):,} parameters need {need / 2**30:,.0f} GiB for training, "
+                            f"more than this device's {have / 2**30:,.0f} GiB; expected a smaller model", param="model")
     two = jax.ShapeDtypeStruct((2, *data.x_train.shape[1:]), data.x_train.dtype)
     params, state = jax.eval_shape(lambda k: layers.init(learner.model, k), jax.random.key(0))
     out = jax.eval_shape(lambda p, s, x: learner.model.apply(p, s, x, None, False)[0], params, state, two)
@@ -255,6 +254,12 @@ def check(learner: Learner, data: Data, epochs: int, done: int = 0) -> None:
     each = jax.eval_shape(learner.task.loss, out, jax.ShapeDtypeStruct((2,), data.y_train.dtype))
     if each.shape != (2,):
         raise MnistjaxError(f"gives shape {each.shape} for a batch of 2; expected one loss per example, (2,)", param="loss")
+
+
+def _device_memory() -> int:
+    """Bytes of memory on the default device: an accelerator's own, or the machine's."""
+    stats = jax.local_devices()[0].memory_stats() or {}
+    return stats.get("bytes_limit") or os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def _is_many(key: jax.Array) -> bool:
@@ -345,3 +350,92 @@ def init_many(learner: Learner, keys: jax.Array, learning_rates: jax.Array | Non
     if learning_rates is not None:
         ts.opt_state.hyperparams["learning_rate"] = jnp.asarray(learning_rates, jnp.float32)
     return ts
+
+
+# The learning-rate finder.
+
+class LRFind(NamedTuple):
+    lrs: np.ndarray           # (T,) the rates tried, growing exponentially
+    losses: np.ndarray        # (T,), or (K, T) for K runs: smoothed losses, NaN from where a run diverged
+    suggestions: dict         # {"valley", "steep", "minimum"}: rates, as fastai suggests them
+
+
+def lr_find(learner: Learner, data: Data, key: jax.Array, optimizer: Callable[[optax.Schedule], optax.GradientTransformation],
+            start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, beta: float = 0.98) -> LRFind:
+    """The learning-rate range test: train with a rate growing exponentially from ``start_lr`` to
+    ``end_lr`` over ``num_it`` steps (at most one epoch of full batches), one compiled scan; K keys
+    run K tests in one vmapped call. Losses are smoothed (an exponential average, debiased) and cut
+    where they pass 4× their minimum. ``optimizer``: makes the optimizer from a schedule, e.g.
+    ``lambda lr: optax.adam(lr)``."""
+    steps = min(num_it, int(data.x_train.shape[0]) // learner.batch_size)
+    if steps < 2:
+        raise MnistjaxError(f"{learner.batch_size}: leaves {steps} full batch(es); expected at least 2", param="batch_size")
+    rate = lambda i: start_lr * (end_lr / start_lr) ** (i / (steps - 1))  # noqa: E731
+    learner = learner._replace(optimizer=optimizer(rate))
+    check(learner, data, 1)
+
+    def one(key):
+        ts = init(learner, key)
+        data_key, model_key = stream_keys(key)
+        idx, _ = batch_indices(data_key, data.x_train.shape[0], learner.batch_size, drop_last=True, shuffle=learner.shuffle)
+
+        def step(ts, batch):
+            rows, i = batch
+            xb, yb = data.x_train[rows], data.y_train[rows]
+            if learner.augment is not None:
+                xb, yb = learner.augment(jax.random.fold_in(data_key, i), xb, yb)
+            return train_step(ts, xb, yb, learner, jax.random.fold_in(model_key, i))
+
+        return jax.lax.scan(step, ts, (idx[:steps], jnp.arange(steps)))[1]
+
+    raw = np.asarray(jax.jit(jax.vmap(one) if _is_many(key) else one)(key), np.float64)
+    smooth = _smoothed(raw, beta)
+    lrs = rate(np.arange(steps))
+    runs = np.atleast_2d(smooth)
+    mean = np.where(np.isfinite(runs).all(0), runs.mean(0), np.nan)  # where every run is still going
+    return LRFind(lrs, smooth, {f.__name__: f(lrs, mean) for f in (valley, steep, minimum)})
+
+
+def _smoothed(raw: np.ndarray, beta: float) -> np.ndarray:
+    """fastai's smoothing (a debiased exponential average), NaN from where each run passes 4× its minimum."""
+    out = np.full(raw.shape, np.nan)
+    avg = np.zeros(raw.shape[:-1])
+    for i in range(raw.shape[-1]):
+        avg = beta * avg + (1 - beta) * raw[..., i]
+        out[..., i] = avg / (1 - beta ** (i + 1))
+    best = np.fmin.accumulate(np.where(np.isfinite(out), out, np.inf), axis=-1)
+    gone = np.logical_or.accumulate(~np.isfinite(out) | (out > 4 * best), axis=-1)
+    return np.where(gone, np.nan, out)
+
+
+def _usable(lrs: np.ndarray, losses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The points fastai suggests from: the finite ones, without the first tenth and the last five."""
+    keep = np.isfinite(losses)
+    lrs, losses = lrs[keep], losses[keep]
+    lo, hi = len(losses) // 10, len(losses) - 5
+    return (lrs[lo:hi], losses[lo:hi]) if hi - lo >= 3 else (lrs, losses)
+
+
+def valley(lrs: np.ndarray, losses: np.ndarray) -> float:
+    """The rate two thirds down the longest descending stretch of the curve (fastai's default)."""
+    lrs, losses = _usable(lrs, losses)
+    n = len(losses)
+    run, end = np.ones(n, int), 0
+    for i in range(1, n):  # the longest decreasing subsequence ending at each point
+        run[i] = 1 + max((run[j] for j in range(i) if losses[i] < losses[j]), default=0)
+        end = i if run[i] > run[end] else end
+    start = end - run[end] + 1
+    sections = (end - start) / 3
+    return float(lrs[start + int(sections) + int(sections / 2)])
+
+
+def steep(lrs: np.ndarray, losses: np.ndarray) -> float:
+    """The rate where the loss falls fastest against log(rate)."""
+    lrs, losses = _usable(lrs, losses)
+    return float(lrs[np.argmin(np.diff(losses) / np.diff(np.log(lrs)))])
+
+
+def minimum(lrs: np.ndarray, losses: np.ndarray) -> float:
+    """A tenth of the rate where the loss is lowest."""
+    lrs, losses = _usable(lrs, losses)
+    return float(lrs[np.argmin(losses)] / 10)

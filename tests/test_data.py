@@ -1,5 +1,6 @@
 """The real data: counts, hashes, the book's views, and PNG folders equal to IDX bit for bit."""
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -48,6 +49,12 @@ def test_any_class_subset(tiny):
 def test_bad_class_spec(spec, message):
     with pytest.raises(MnistjaxError, match=message):
         data.parse_classes(spec)
+
+
+def test_a_class_without_examples_is_refused(tiny):
+    no_sevens = dataclasses.replace(tiny, test=tiny.test.take(np.flatnonzero(tiny.test.labels != 7)))
+    with pytest.raises(MnistjaxError, match="classes: class 7 has no validation examples"):
+        data.mnist_sample(no_sevens, (3, 7))
 
 
 def test_as_float_is_unit_interval_float32(tiny):

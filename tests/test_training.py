@@ -1,8 +1,6 @@
 """Training: scan == Python loop, shuffling and padding, models with state and randomness, K models in
 one vmap == K runs, per-step losses, the checks before training, divergence."""
 
-import dataclasses
-
 import chex
 import jax
 import jax.numpy as jnp
@@ -231,12 +229,6 @@ def test_mistakes_are_caught_before_training(d37, learner, epochs, message):
     with pytest.raises(MnistjaxError) as e:
         fit(learner, d37, epochs, jax.random.key(0), progress=False)
     assert message in str(e.value)
-
-
-def test_a_class_without_examples_is_refused(tiny):
-    no_sevens = dataclasses.replace(tiny, test=tiny.test.take(np.flatnonzero(tiny.test.labels != 7)))
-    with pytest.raises(MnistjaxError, match="classes: class 7 has no validation examples"):
-        data_from(data.mnist_sample(no_sevens, (3, 7)))
 
 
 def test_divergence_stops_one_model_and_lists_each_of_many(d37):

@@ -138,7 +138,13 @@ def mnist_sample(ds: Dataset, classes: Iterable[int] = (3, 7)) -> Sample:
     Any class subset works the same way; the test split serves as the validation set, as in the book.
     """
     classes = tuple(classes)
-    return Sample(select(ds.train, classes), select(ds.test, classes), classes)
+    sample = Sample(select(ds.train, classes), select(ds.test, classes), classes)
+    for split, name in ((sample.train, "training"), (sample.valid, "validation")):
+        counts = np.bincount(split.labels, minlength=len(ds.classes))[list(classes)]
+        if not counts.all():
+            raise MnistjaxError(f"class {ds.classes[classes[int(np.argmin(counts))]]} has no {name} examples; "
+                                "expected every class in both splits", param="classes")
+    return sample
 
 
 def as_float(images: np.ndarray) -> "jax.Array":

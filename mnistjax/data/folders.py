@@ -12,7 +12,6 @@ import hashlib
 import io
 import os
 import sys
-import zipfile
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from mnistjax.data.dataset import DIGITS, Dataset, Split
-from mnistjax.files import atomic_write
+from mnistjax.files import atomic_write, remove_stale_temps
 from mnistjax.errors import MnistjaxError
 
 # folder name -> our split; "valid" and "testing" both play the book's validation set
@@ -60,6 +59,9 @@ def scan(root: Path) -> dict[str, list[tuple[str, str]]]:
             names = sorted(os.listdir(cls.path))
             if not names:
                 raise MnistjaxError(f"{cls.path}: empty class folder; expected PNG images")
+            bad = next((n for n in names if not os.path.isfile(os.path.join(cls.path, n))), None)
+            if bad is not None:  # a folder, a dangling link or a link loop
+                raise MnistjaxError(f"{os.path.join(cls.path, bad)}: not a readable file; expected PNG images")
             items += [(cls.name, f"{dirname}/{cls.name}/{n}") for n in names]
         if not items:
             raise MnistjaxError(f"{folder}: no class folders; expected {folder}/<class>/*.png")
@@ -77,7 +79,10 @@ def _decode(path: str) -> tuple[np.ndarray, str | None]:
             if im.size != SIZE:
                 raise MnistjaxError(f"{path}: image of size {im.size[0]}x{im.size[1]}; expected 28x28")
             mode = None if im.mode == "L" else im.mode
-            arr = np.asarray(im if mode is None else im.convert("L"), np.uint8)
+            if im.mode.startswith("I;16"):  # 16-bit gray: scaled to 0..255 ("L" would clip every value above 255)
+                arr = np.round(np.asarray(im, np.float64) / 257).astype(np.uint8)
+            else:
+                arr = np.asarray(im if mode is None else im.convert("L"), np.uint8)
     except (UnidentifiedImageError, OSError) as e:
         raise MnistjaxError(f"{path}: not a readable image ({type(e).__name__}); expected a 28x28 PNG") from None
     return arr, mode
@@ -88,10 +93,16 @@ def _check_labels_csv(root: Path, files: dict[str, list[tuple[str, str]]]) -> No
     path = root / "labels.csv"
     if not path.is_file():
         return
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise MnistjaxError(f"{path}: not a UTF-8 CSV file ({type(e).__name__}); expected lines 'name,label'") from None
     if not rows or rows[0][:2] != ["name", "label"]:
         raise MnistjaxError(f"{path}: expected a header 'name,label'")
+    short = [i for i, r in enumerate(rows[1:], 2) if r and len(r) < 2]
+    if short:
+        raise MnistjaxError(f"{path}: line {short[0]} has {len(rows[short[0] - 1])} column; expected 'name,label'")
     listed = {r[0]: r[1] for r in rows[1:] if r}
     on_disk = {rel: cls for items in files.values() for cls, rel in items}
     if listed.keys() != on_disk.keys():
@@ -150,15 +161,34 @@ def _decode_all(root: Path, files: dict[str, list[tuple[str, str]]], workers: in
     return out
 
 
+def _digest(images: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for split in sorted(images):
+        h.update(split.encode() + np.ascontiguousarray(images[split]).tobytes())
+    return h.hexdigest()
+
+
 def _read_cache(cache: Path, files: dict) -> dict[str, np.ndarray] | None:
-    """The cached arrays, or None when there are none or they do not fit (then they are rebuilt)."""
+    """The cached arrays, or None when there are none, they do not fit, or their content hash is not
+    the one stored with them (then they are rebuilt)."""
     try:
-        with np.load(cache) as z:
-            images = {s: z[s] for s in files}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        with np.load(cache, allow_pickle=False) as z:
+            images, stored = {s: z[s] for s in files}, str(z["sha256"])
+    except Exception:  # missing, or whatever a flipped bit breaks (zip, zlib, npy header)
         return None
     ok = all(images[s].shape == (len(items), *SIZE) and images[s].dtype == np.uint8 for s, items in files.items())
-    return images if ok else None
+    return images if ok and stored == _digest(images) else None
+
+
+def _write_cache(cache: Path, images: dict[str, np.ndarray]) -> None:
+    """Keep the decoded arrays with their hash; a cache that cannot be written is a note, not an error."""
+    buf = io.BytesIO()
+    np.savez(buf, sha256=np.array(_digest(images)), **images)
+    try:
+        atomic_write(cache, buf.getvalue())
+    except OSError as e:
+        print(f"mnistjax: note: cannot cache the decoded images in {cache.parent} ({e.strerror or e}); "
+              "they will be decoded again next time", file=sys.stderr)
 
 
 def _default_workers() -> int:
@@ -182,13 +212,13 @@ def load_folders(root: str | os.PathLike, cache_dir: str | os.PathLike | None = 
     names = sorted({cls for items in files.values() for cls, _ in items})
     classes = DIGITS if all(n in DIGITS for n in names) else tuple(names)
     cache = Path(cache_dir) / "folders" / f"{_cache_key(root, files)}.npz" if cache_dir else None
+    if cache is not None:
+        remove_stale_temps(cache.parent)
     images = _read_cache(cache, files) if cache is not None else None
     if images is None:
         images = _decode_all(root, files, workers or _default_workers())
         if cache is not None:
-            buf = io.BytesIO()
-            np.savez(buf, **images)
-            atomic_write(cache, buf.getvalue())
+            _write_cache(cache, images)
     splits = {}
     for split, items in files.items():
         ids = {c: classes.index(c) for c in names}

@@ -7,6 +7,7 @@ uint32 dimensions, then the data in C order, big-endian. MNIST uses code 0x08 (u
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
@@ -59,7 +60,7 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise MnistjaxError(f"{name}: truncated: header needs {header} bytes, file has {len(data)}")
     dims = tuple(int(d) for d in np.frombuffer(data, ">u4", count=rank, offset=4))
     dtype = IDX_DTYPES[code]
-    expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = header + math.prod(dims) * dtype.itemsize  # Python ints: no overflow for absurd dimensions
     if len(data) < expected:
         raise MnistjaxError(f"{name}: truncated: shape {dims} needs {expected} bytes, file has {len(data)}")
     if len(data) > expected:

@@ -66,6 +66,8 @@ def _split(images: np.ndarray, labels: np.ndarray, paths: tuple[Path, Path], n_c
         raise MnistjaxError(f"{ipath}: images of shape {images.shape} {images.dtype}; expected (N, 28, 28) uint8")
     if labels.ndim != 1 or labels.dtype != np.uint8:
         raise MnistjaxError(f"{lpath}: labels of shape {labels.shape} {labels.dtype}; expected (N,) uint8")
+    if not len(images):
+        raise MnistjaxError(f"{ipath}: no images; expected at least one in each split")
     if len(images) != len(labels):
         raise MnistjaxError(f"{ipath} has {len(images)} images but {lpath} has {len(labels)} labels; expected equal counts")
     if len(labels) and labels.max() >= n_classes:

@@ -58,6 +58,8 @@ def load(dataset: str = "auto", data_dir: str | os.PathLike | None = None,
     """
     if dataset not in DATASETS:
         raise MnistjaxError(f"{dataset!r}: expected one of {', '.join(DATASETS)}", param="dataset")
+    if data_dir == "":
+        raise MnistjaxError("'': expected a folder", param="data_dir")
     if dataset == "tiny":
         return load_tiny()
     data_dir = data_dir or os.environ.get("MNISTJAX_DATA")
@@ -65,13 +67,17 @@ def load(dataset: str = "auto", data_dir: str | os.PathLike | None = None,
         return load_dir(data_dir, cache_dir)
     cached = download.mnist_cache(download.cache_dir(cache_dir))
     try:
-        if find_idx_files(cached) is None:
-            download.fetch(cache_dir, mirrors, progress=progress)
         return load_idx_dir(cached, strict=True)
+    except MnistjaxError:  # nothing cached yet, or some files missing or corrupt: fetch what is not verified
+        pass
+    try:
+        return load_idx_dir(download.fetch(cache_dir, mirrors, progress=progress), strict=True)
     except MnistjaxError as e:
         if dataset == "mnist":
             raise MnistjaxError(f"full MNIST is not available ({e}); expected the four IDX files in a data folder "
                                 "(data_dir, $MNISTJAX_DATA) or in the cache ('mnistjax data fetch' downloads them)",
                                 param="dataset") from None
-        print(f"mnistjax: warning: full MNIST is not available, using the embedded 'tiny' sample ({e})", file=sys.stderr)
+        why = str(e) if e.param else ("each mirror failed, as said above" if progress else "no mirror gave the verified files")
+        print(f"mnistjax: warning: full MNIST is not available ({why}), so this uses the embedded 'tiny' sample",
+              file=sys.stderr)
         return load_tiny()

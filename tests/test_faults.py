@@ -1,0 +1,360 @@
+"""The fault suite: what a fault-injection run does, kept as tests. Bit flips in every file mnistjax
+reads, broken and shared caches, trickling and stalling mirrors, kills and interrupts at random
+points, every output path that cannot be written, and strict JSON from every command.
+
+Bounded in time: seeded loops of a few hundred flips in-process, a handful of real processes."""
+
+import gzip
+import http.server
+import io
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnistjax import checkpoint, data
+from mnistjax.config import RunConfig
+from mnistjax.data import folders
+from mnistjax.data.download import mnist_cache
+from mnistjax.data.idx import parse_idx, read_bytes
+from mnistjax.data.idx_dir import FILES
+from mnistjax.errors import MnistjaxError
+from tests_helpers import run_cli
+
+RNG = random.Random(0)
+
+
+def flips(blob: bytes, n: int):
+    """``n`` copies of ``blob``, each with one random bit flipped (seeded: the same every run)."""
+    for _ in range(n):
+        b = bytearray(blob)
+        i = RNG.randrange(len(b))
+        b[i] ^= 1 << RNG.randrange(8)
+        yield bytes(b)
+
+
+def only_clear_errors(fn, blobs) -> int:
+    """Call ``fn`` on each blob: it returns, or raises MnistjaxError. Returns how many raised."""
+    raised = 0
+    for blob in blobs:
+        try:
+            fn(blob)
+        except MnistjaxError as e:
+            assert "\n" not in str(e)
+            raised += 1
+    return raised
+
+
+# Bit flips.
+
+def test_bit_flips_in_idx_files_load_or_are_one_line_errors(tiny, tmp_path):
+    raw = (data.load_tiny().source and Path(data.load_tiny().source) / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    path = tmp_path / "x.gz"
+
+    def load(blob):
+        path.write_bytes(blob)
+        parse_idx(read_bytes(path), str(path))
+
+    assert only_clear_errors(load, flips(raw, 300)) > 250  # gzip's CRC catches nearly every flip
+    header = gzip.decompress(raw)[:64]
+    only_clear_errors(lambda b: parse_idx(b + gzip.decompress(raw)[64:]), flips(header, 300))
+
+
+def test_huge_idx_dimensions_are_a_clear_error():
+    blob = bytes([0, 0, 8, 3]) + np.array([2**22, 2**21, 2**21], ">u4").tobytes()
+    with pytest.raises(MnistjaxError, match=r"truncated: shape \(4194304, 2097152, 2097152\) needs 18446744073709551632 bytes"):
+        parse_idx(blob, "huge")
+    blob = bytes([0, 0, 8, 3]) + np.array([2**32 - 1] * 3, ">u4").tobytes()
+    with pytest.raises(MnistjaxError, match=str((2**32 - 1) ** 3 + 16)):
+        parse_idx(blob, "huge")
+
+
+@pytest.fixture(scope="module")
+def saved_checkpoint(tmp_path_factory, tiny):
+    from mnistjax import reports
+
+    folder = tmp_path_factory.mktemp("ckpt")
+    cfg = RunConfig(model="cnn_bn", model_args={"channels": [2, 4]}, epochs=1, checkpoint_dir=str(folder), opt="adam",
+                    lr=1e-3, dataset="tiny")
+    p = reports.prepare(tiny, "3,7")
+    reports.train(cfg, p, progress=False)
+    template = reports.init(reports.learner(cfg, p), reports.run_keys(cfg))
+    return folder, template, cfg.to_dict(), reports.data_id(p)
+
+
+def test_bit_flips_in_checkpoints_resume_exactly_or_are_one_line_errors(saved_checkpoint, tmp_path):
+    folder, template, cfg, ident = saved_checkpoint
+    blob = (folder / checkpoint.FILENAME).read_bytes()
+    good = checkpoint.load(folder, template, cfg, ident)
+
+    def load(b):
+        (tmp_path / checkpoint.FILENAME).write_bytes(b)
+        ts, history = checkpoint.load(tmp_path, template, cfg, ident)
+        import jax
+
+        for x, y in zip(jax.tree.leaves(ts), jax.tree.leaves(good[0])):  # loaded means loaded right
+            np.testing.assert_array_equal(x, y)
+
+    assert only_clear_errors(load, flips(blob, 300)) > 200
+
+
+def test_bit_flips_in_the_folder_cache_are_rebuilt(tmp_path, tiny):
+    root = tmp_path / "pngs"
+    for dirname, split in (("train", tiny.train), ("valid", tiny.test)):
+        for i in range(20):
+            (root / dirname / str(split.labels[i])).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(split.images[i]).save(root / dirname / str(split.labels[i]) / f"{i}.png")
+    first = data.load_folders(root, tmp_path / "c")
+    (cached,) = (tmp_path / "c" / "folders").glob("*.npz")
+    blob = cached.read_bytes()
+    for b in list(flips(blob, 150)) + [bytes(len(blob))]:  # and a file of zeros
+        cached.write_bytes(b)
+        again = data.load_folders(root, tmp_path / "c")
+        np.testing.assert_array_equal(again.train.images, first.train.images)
+    files = folders.scan(root)
+    images = {s: np.zeros_like(first.train.images if s == "train" else first.test.images) for s in files}
+    buf = io.BytesIO()  # well-formed, right shapes, wrong content: its hash gives it away
+    np.savez(buf, sha256=np.array("0" * 64), **images)
+    cached.write_bytes(buf.getvalue())
+    np.testing.assert_array_equal(data.load_folders(root, tmp_path / "c").train.images, first.train.images)
+
+
+# Other bad input in data folders.
+
+def test_odd_files_in_image_folders_are_one_line_errors(tmp_path, tiny):
+    root = tmp_path / "pngs"
+    for dirname, split in (("train", tiny.train), ("valid", tiny.test)):
+        for i in range(4):
+            (root / dirname / "3").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(split.images[i]).save(root / dirname / "3" / f"{i}.png")
+    rows = ["name,label"] + [f"{p.relative_to(root).as_posix()},0" for p in sorted(root.rglob("*.png"))]
+    for text, message in [("\n".join(rows[:-1] + ["train/3/0.png"]), "line 9 has 1 column"),
+                          ("name,label\n".encode() + b"\xff\xfe,0\n", "not a UTF-8 CSV file")]:
+        (root / "labels.csv").write_bytes(text if isinstance(text, bytes) else text.encode())
+        with pytest.raises(MnistjaxError, match=message):
+            data.load_folders(root, None)
+    (root / "labels.csv").unlink()
+    for make in (lambda p: p.symlink_to(tmp_path / "nowhere.png"), lambda p: p.symlink_to(p)):
+        link = root / "train" / "3" / "zz.png"
+        make(link)
+        with pytest.raises(MnistjaxError, match="zz.png: not a readable file"):
+            data.load_folders(root, tmp_path / "cache")
+        link.unlink()
+
+
+def test_sixteen_bit_pngs_are_scaled_not_clipped(tmp_path, tiny):
+    root = tmp_path / "pngs"
+    for dirname, split in (("train", tiny.train), ("valid", tiny.test)):
+        for i in range(3):
+            (root / dirname / "3").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(split.images[i].astype(np.uint16) * 257).save(root / dirname / "3" / f"{i}.png")
+    ds = data.load_folders(root, None)
+    np.testing.assert_array_equal(ds.train.images, tiny.train.images[:3])
+
+
+def test_empty_splits_and_classes_are_refused(tmp_path, tiny):
+    from mnistjax.data import write_idx
+
+    for (split, kind), name in FILES.items():
+        arr = getattr(getattr(tiny, split), kind)
+        write_idx(tmp_path / f"{name}.gz", (arr[:0] if split == "test" else arr).astype("uint8"))
+    proc = run_cli("train", "--data-dir", str(tmp_path), "--epochs", "1", check_rc=2)
+    assert "t10k-images-idx3-ubyte.gz: no images" in proc.stderr
+    proc = run_cli("baseline", "--dataset", "tiny", "--classes", "3,7", "--data-dir", "", check_rc=2)
+    assert "--data-dir: '': expected a folder" in proc.stderr
+
+
+# The download cache: repaired when broken, shared by processes, mirrors that trickle or stall.
+
+class Handler(http.server.SimpleHTTPRequestHandler):
+    """Serves good/ (the real files), slow/ (the real files, 64 KB every 0.02 s), trickle/ (1 byte
+    every 0.1 s) and stall/ (headers, then nothing)."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        kind, _, name = self.path.strip("/").partition("/")
+        if kind not in ("slow", "trickle", "stall"):
+            return super().do_GET()
+        body = Path(self.directory, "good", name).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        step, pause = {"slow": (65536, 0.02), "trickle": (1, 0.1), "stall": (0, 60)}[kind]
+        try:
+            for i in range(0, len(body), max(step, 1)):
+                self.wfile.write(body[i:i + step])
+                self.wfile.flush()
+                time.sleep(pause)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+@pytest.fixture(scope="module")
+def server(mnist_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("www")
+    (root / "good").mkdir()
+    for name in FILES.values():
+        shutil.copy(mnist_dir / f"{name}.gz", root / "good")
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: Handler(*a, directory=str(root)))
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def test_a_partial_or_corrupt_cache_is_repaired_not_replaced_by_tiny(server, mnist_dir, tmp_path):
+    cache = mnist_cache(tmp_path)
+    cache.mkdir(parents=True)
+    shutil.copy(mnist_dir / "train-images-idx3-ubyte.gz", cache)  # as a first fetch cut short would leave it
+    (cache / "t10k-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
+    env = {"MNISTJAX_DATA": "", "MNISTJAX_CACHE": str(tmp_path)}
+    out = json.loads(run_cli("data", "info", "--json", "--mirror", f"{server}/good", env=env).stdout)
+    assert out["dataset"] == "mnist" and out["verified"]
+
+
+def test_trickling_and_stalling_mirrors_are_given_up_on(server, tmp_path):
+    t = time.monotonic()
+    data.fetch(tmp_path, [f"{server}/trickle", f"{server}/stall", f"{server}/good"], progress=False,
+               timeout=2, min_rate=1000, grace=2)
+    assert data.load_idx_dir(mnist_cache(tmp_path), strict=True).verified
+    assert time.monotonic() - t < 4 * (2 + 2) + 20  # each file: ≈ 2 s of trickle, ≈ 2 s of stall, then the good one
+
+
+def test_two_processes_fetching_into_one_cache_both_succeed(server, tmp_path):
+    env = {**os.environ, "MNISTJAX_DATA": "", "MNISTJAX_CACHE": str(tmp_path), "MNISTJAX_MIRRORS": f"{server}/slow"}
+    procs = [subprocess.Popen([sys.executable, "-m", "mnistjax.cli", *cmd, "--json"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+             for cmd in (["data", "fetch"], ["data", "info", "--dataset", "mnist"], ["data", "fetch"])]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        assert json.loads(out)["dataset"] == "mnist"
+    assert sorted(p.name for p in mnist_cache(tmp_path).iterdir() if not p.name.startswith(".")) == \
+        sorted(f"{n}.gz" for n in FILES.values())
+
+
+# Kills and interrupts at random points.
+
+def _history(folder: Path) -> int:
+    with np.load(folder / checkpoint.FILENAME) as z:
+        return len(json.loads(str(z["meta"]))["history"])
+
+
+def test_kill_9_at_random_points_then_resume_ends_like_an_uninterrupted_run(tmp_path):
+    args = ["train", "--dataset", "tiny", "--model", "simple_net", "--epochs", "400", "--json",
+            "--compile-cache", str(tmp_path / "xla")]
+    whole = json.loads(run_cli(*args, "--checkpoint-dir", str(tmp_path / "whole")).stdout)
+    cut = tmp_path / "cut"
+    for target in sorted(RNG.sample(range(5, 300), 3)):  # kill once the checkpoint has this many epochs
+        proc = subprocess.Popen([sys.executable, "-m", "mnistjax.cli", *args, "--checkpoint-dir", str(cut)]
+                                + (["--resume"] if (cut / checkpoint.FILENAME).exists() else []),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not ((cut / checkpoint.FILENAME).exists() and _history(cut) >= target):
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL and _history(cut) < 400  # killed mid-run; the checkpoint whole
+    resumed = json.loads(run_cli(*args, "--checkpoint-dir", str(cut), "--resume").stdout)
+    assert resumed["history"] == whole["history"]
+    assert [p.name for p in cut.iterdir()] == [checkpoint.FILENAME]  # no leftovers
+
+
+def test_ctrl_c_at_random_points_of_run_exits_130_at_once(tmp_path):
+    for delay in (RNG.uniform(0.5, 3), RNG.uniform(3, 9)):
+        proc = subprocess.Popen([sys.executable, "-m", "mnistjax.cli", "run", "--dataset", "tiny", "--compile-cache",
+                                 str(tmp_path / "xla")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        t = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        if proc.returncode == 0:
+            continue  # it had finished already
+        assert time.monotonic() - t < 2 and "Traceback" not in err, err
+        assert proc.returncode in (130, -signal.SIGINT), err  # -SIGINT: interrupted while Python was starting
+
+
+# Output paths, checked before any work starts.
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "--figures", "{file}"], "--figures: {file}: not a folder"),
+    (["train", "--figures", "/proc/nope"], "--figures: /proc/nope: cannot write here"),
+    (["train", "--checkpoint-dir", "{file}"], "--checkpoint-dir: {file}: not a folder"),
+    (["train", "--log", "{file}/log.csv"], "--log: {file}/log.csv: cannot write"),
+    (["train", "--log", "log.txt"], "--log: log.txt: expected a .jsonl or .csv file name"),
+    (["train", "--checkpoint-every", "0"], "--checkpoint-every: 0: expected a positive integer"),
+    (["run", "--figures", "{file}"], "--figures: {file}: not a folder"),
+    (["baseline", "--figures", "{file}"], "--figures: {file}: not a folder"),
+    (["sgd", "--figures", "{file}"], "--figures: {file}: not a folder"),
+])
+def test_every_output_path_is_checked_first(tmp_path, args, message):
+    file = tmp_path / "a_file"
+    file.write_text("")
+    args = [a.format(file=file) for a in args] + (["--dataset", "tiny"] if args[0] != "sgd" else [])
+    t = time.monotonic()
+    proc = run_cli(*args, check_rc=2)
+    assert proc.stderr == f"mnistjax: error: {message.format(file=file)}" + proc.stderr.split(message.format(file=file))[1]
+    assert proc.stderr.count("\n") == 1 and proc.stdout == ""
+    assert time.monotonic() - t < 30  # before the work, not after it
+
+
+def test_a_cache_folder_that_cannot_be_written(tmp_path, mnist_dir):
+    file = tmp_path / "a_file"
+    file.write_text("")
+    proc = run_cli("data", "fetch", "--cache-dir", str(file), check_rc=2)
+    assert proc.stderr.startswith("mnistjax: error: --cache-dir: ") and "cannot write the downloads here" in proc.stderr
+    env = {"MNISTJAX_CACHE": str(file)}  # a read-only cache: the run goes on without the compilation cache
+    proc = run_cli("train", "--dataset", "tiny", "--epochs", "1", "--json", env=env)
+    assert "note: no compilation cache" in proc.stderr and json.loads(proc.stdout)["valid_accuracy"] > 0.5
+    readonly = tmp_path / "ro"
+    shutil.copytree(mnist_dir, mnist_cache(readonly))  # it holds the data: they load, though nothing can be written
+    env = {"MNISTJAX_DATA": "", "MNISTJAX_CACHE": str(readonly)}
+    os.chmod(mnist_cache(readonly), 0o555)
+    try:
+        assert json.loads(run_cli("data", "info", "--json", env=env).stdout)["dataset"] == "mnist"
+    finally:
+        os.chmod(mnist_cache(readonly), 0o755)
+
+
+def test_corrupt_compile_cache_entries_are_one_note_and_replaced(tmp_path):
+    args = ["train", "--dataset", "tiny", "--model", "linear", "--epochs", "1", "--json", "--compile-cache", str(tmp_path)]
+    first = json.loads(run_cli(*args).stdout)
+    for entry in tmp_path.glob("*-cache"):
+        b = bytearray(entry.read_bytes())
+        b[len(b) // 2] ^= 0xFF
+        entry.write_bytes(bytes(b))
+    proc = run_cli(*args)
+    notes = [line for line in proc.stderr.splitlines() if "compilation cache" in line]
+    assert len(notes) == 1 and "could not read" in notes[0] and "Warning" not in proc.stderr
+    assert json.loads(proc.stdout)["history"] == first["history"]
+    assert "compilation cache" not in run_cli(*args).stderr  # replaced: the next run reads them
+
+
+# Strict JSON from every command.
+
+def strict(text: str):
+    return json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+
+
+@pytest.mark.parametrize("args,rc", [
+    (["data", "info", "--dataset", "tiny"], 0), (["recipes"], 0), (["baseline", "--dataset", "tiny"], 0),
+    (["sgd", "--lr", "1"], 0), (["sgd", "--lr", "1e30"], 0),
+    (["train", "--dataset", "tiny", "--epochs", "1"], 0),
+    (["train", "--dataset", "tiny", "--epochs", "1", "--lr", "1e30", "--loss", "cross_entropy"], 3),
+    (["train", "--dataset", "tiny", "--epochs", "1", "--lrs", "0.1,1e30", "--loss", "cross_entropy"], 3),
+])
+def test_json_output_is_strict_everywhere(args, rc):
+    out = strict(run_cli(*args, "--json", check_rc=rc).stdout)
+    assert isinstance(out, dict) and out
