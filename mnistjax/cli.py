@@ -31,7 +31,7 @@ from mnistjax.errors import MnistjaxError, TrainingDiverged
 from mnistjax.files import strict_json
 
 # The commands that read the data: it starts loading (in a thread) before JAX is imported.
-READS_DATA = {"run", "train", "baseline", "info"}
+READS_DATA = {"run", "train", "lr-find", "baseline", "info"}
 # Flags whose names are not their parameter's with dashes.
 FLAGS = {"model_args": "--model-arg", "opt_args": "--opt-arg", "schedule_args": "--schedule-arg"}
 
@@ -65,6 +65,8 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dataset", choices=mconfig.DATASETS, default=argparse.SUPPRESS,
                    help="auto (default): full MNIST if it can be had, else the embedded sample (with a warning); "
                         "mnist: full MNIST or an error; tiny: the embedded sample")
+    g.add_argument("--class-names", metavar="A,B,...", default=argparse.SUPPRESS,
+                   help="names for the labels 0, 1, ... of data that are not MNIST (default: DIR/classes.txt, else digits)")
     _source_options(g)
 
 
@@ -184,15 +186,19 @@ def run_config(args: argparse.Namespace) -> mconfig.RunConfig:
     return mconfig.load(vars(args).get("config"), vars(args).get("recipe"), _overrides(args))
 
 
-def load_data(args: argparse.Namespace, dataset: str | None = None, data_dir: str | None = None) -> data.Dataset:
-    """The dataset a command asked for (by default, what its --dataset and --data-dir say): the one
-    ``main`` started loading, when it is the same."""
+def load_data(args: argparse.Namespace, dataset: str | None = None, data_dir: str | None = None,
+              class_names: str | None = None) -> data.Dataset:
+    """The dataset a command asked for (by default, what its --dataset, --data-dir and --class-names
+    say): the one ``main`` started loading, when it is the same."""
     if dataset is None:
         dataset, data_dir = vars(args).get("dataset", "auto"), vars(args).get("data_dir")
+        class_names = vars(args).get("class_names")
     request = (dataset, data_dir, args.cache_dir, tuple(args.mirror or ()))
     if args.loading is not None and args.loading[0] == request:
-        return args.loading[1].result()
-    return data.load(dataset, data_dir, args.cache_dir, args.mirror, progress=not args.json)
+        ds = args.loading[1].result()
+    else:
+        ds = data.load(dataset, data_dir, args.cache_dir, args.mirror, progress=not args.json)
+    return ds.with_classes(class_names) if class_names else ds
 
 
 def emit(args: argparse.Namespace, result: dict, human: str) -> None:
@@ -262,13 +268,16 @@ def cmd_train(args):
         return
     if args.figures and cfg.n_models > 1:
         raise MnistjaxError("draws one model's figures; with several seeds or lrs, drop --figures", param="figures")
+    if args.save and cfg.n_models > 1:
+        raise MnistjaxError("saves one model; with several seeds or lrs, drop --save", param="save")
     if args.resume and not cfg.checkpoint_dir:
         raise MnistjaxError("needs --checkpoint-dir (where the checkpoint is)", param="resume")
-    for name, path in (("figures", args.figures), ("checkpoint_dir", cfg.checkpoint_dir)):
+    for name, path in (("figures", args.figures), ("checkpoint_dir", cfg.checkpoint_dir),
+                       ("save", args.save and Path(args.save).parent)):
         if path:
             files.writable_dir(path, name)
     log = files.open_log(args.log) if args.log else None
-    p = reports.prepare(load_data(args, cfg.dataset, cfg.data_dir), cfg.classes)
+    p = reports.prepare(load_data(args, cfg.dataset, cfg.data_dir, cfg.class_names), cfg.classes)
     try:
         report = reports.train(cfg, p, resume=args.resume, log=log, progress=not args.json)
     except TrainingDiverged as e:
@@ -277,7 +286,11 @@ def cmd_train(args):
     finally:
         log is not None and log.close()
     _save_figures(args.figures, lambda: plots.training_figures(report))
-    emit(args, report.summary, tables.training(report.summary))
+    if args.save:
+        from mnistjax import saved
+
+        report.summary["saved"] = str(saved.save_training(args.save, report))
+    emit(args, report.summary, tables.training(report.summary) + (f"\nsaved to {args.save}" if args.save else ""))
 
 
 def cmd_run(args):
@@ -296,6 +309,82 @@ def cmd_run(args):
     result = reports.chapter(load_data(args), on_report=save, progress=not args.json)
     result["seconds"] = round(time.perf_counter() - t0, 3)  # data loading included
     emit(args, result, tables.chapter(result))
+
+
+def cmd_predict(args):
+    import numpy as np
+
+    from mnistjax import files, preprocess, saved, tables
+
+    if args.top < 1:
+        raise MnistjaxError(f"{args.top}: expected 1 or more", param="top")
+    if args.show:
+        files.writable_dir(args.show, "show")
+    m = saved.load_model(args.model)
+    paths = preprocess.image_files(args.images)
+    if not paths:
+        raise MnistjaxError(f"{' '.join(args.images)}: no PNG or JPEG images found", param="images")
+    entries, seen = [], {}
+    for i, path in enumerate(paths):
+        try:
+            seen[i] = preprocess.to_mnist(preprocess.read_image(path))
+        except MnistjaxError as e:  # this image's own entry; the others are still predicted
+            entries.append({"file": str(path), "error": " ".join(str(e).split()).removeprefix(f"{path}: ")})
+            continue
+        entries.append({"file": str(path)})
+    probs = saved.probabilities(m, np.stack(list(seen.values()))) if seen else []  # one batch: one compile
+    for (i, image), p in zip(seen.items(), probs):
+        top = np.argsort(-p, kind="stable")[:args.top]
+        entries[i].update({"class": m.spec.classes[top[0]], "probability": float(p[top[0]]),
+                           "top": [[m.spec.classes[k], float(p[k])] for k in top]})
+        if args.show:
+            files.atomic_write(Path(args.show) / f"{i:04d}_{paths[i].stem}.png", _png(image))
+    result = {"model": args.model, "predictions": entries}
+    emit(args, result, tables.predictions(result))
+    failed = [e for e in entries if "error" in e]
+    if failed:
+        raise MnistjaxError(f"{len(failed)} of {len(entries)} images could not be predicted (first: {failed[0]['file']})")
+
+
+def _png(image) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray((np.asarray(image) * 255).round().astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def cmd_interpret(args):
+    from mnistjax import files, interpret, plots, reports, saved, tables
+    from mnistjax.training import predict
+
+    if args.figures:
+        files.writable_dir(args.figures, "figures")
+    m = saved.load_model(args.model)
+    cfg = m.info.get("config", {})
+    given = "dataset" in vars(args) or "data_dir" in vars(args)
+    ds = load_data(args) if given else load_data(args, cfg.get("dataset", "auto"), cfg.get("data_dir"), cfg.get("class_names"))
+    p = reports.prepare(ds, ",".join(m.spec.classes))
+    logits = predict(m.params, m.model_state, p.data.x_valid, m.model)
+    i = interpret.interpret(logits, p.data.y_valid, m.task, m.spec.classes)
+    result = {"model": args.model, "dataset": ds.name, **interpret.summary(i, args.top_losses, args.min_count)}
+    _save_figures(args.figures, lambda: plots.interpretation_figures(result, p.data.x_valid))
+    emit(args, result, tables.interpretation(result))
+
+
+def cmd_lr_find(args):
+    from mnistjax import files, plots, reports, tables
+
+    cfg = run_config(args)
+    if args.figures:
+        files.writable_dir(args.figures, "figures")
+    p = reports.prepare(load_data(args, cfg.dataset, cfg.data_dir, cfg.class_names), cfg.classes)
+    report = reports.lr_find(cfg, p, args.start_lr, args.end_lr, args.num_it)
+    _save_figures(args.figures, lambda: {"lr_find": plots.lr_find_figure(report.summary)})
+    emit(args, report.summary, tables.lr_find(report.summary))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -325,7 +414,27 @@ def build_parser() -> argparse.ArgumentParser:
     out = p.add_argument_group("outputs")
     out.add_argument("--figures", metavar="DIR", help="write loss/accuracy curves, confusion matrix, top_wrong.png")
     out.add_argument("--log", metavar="FILE", help="append one record per epoch as the run goes (.jsonl, or .csv)")
+    out.add_argument("--save", metavar="FILE", help="save the trained model here (safetensors; mnistjax predict reads it)")
     out.add_argument("--show-config", action="store_true", help="print the run's settings as JSON (for --config) and stop")
+    p = add("lr-find", cmd_lr_find, "the learning-rate range test: a rate growing exponentially over at most one epoch; "
+            "suggestions as fastai makes them (one run per --seeds, in one vmapped call)", reads_data=True)
+    _run_options(p)
+    p.add_argument("--start-lr", type=float, default=1e-7)
+    p.add_argument("--end-lr", type=float, default=10.0)
+    p.add_argument("--num-it", type=int, default=100, help="steps (at most one epoch of full batches)")
+    p.add_argument("--figures", metavar="DIR", help="write lr_find.png here")
+    p = add("predict", cmd_predict, "classify your own images with a saved model (PNG or JPEG, any size, dark ink on "
+            "light paper or light on dark: brought to MNIST's form first); exit code 2 if any image could not be read")
+    p.add_argument("model", help="a model saved by mnistjax train --save")
+    p.add_argument("images", nargs="+", help="image files, or folders of them")
+    p.add_argument("--top", type=int, default=3, help="how many classes to list per image (default 3)")
+    p.add_argument("--show", metavar="DIR", help="write the 28x28 images the model saw here (PNG)")
+    p = add("interpret", cmd_interpret, "what a saved model gets wrong on validation data (by default the data it was "
+            "trained on): confusion, most confused pairs, top losses, precision and recall", reads_data=True)
+    p.add_argument("model", help="a model saved by mnistjax train --save")
+    p.add_argument("--top-losses", type=int, default=9, metavar="K", help="how many of the worst images (default 9)")
+    p.add_argument("--min-count", type=int, default=1, metavar="N", help="most confused pairs seen at least N times")
+    p.add_argument("--figures", metavar="DIR", help="write confusion.png and top_losses.png here")
     add("recipes", cmd_recipes, "the named recipes, one line each (mnistjax train --recipe NAME)")
     p = add("baseline", cmd_baseline, "pixel similarity: nearest mean image, per-class and balanced accuracy", reads_data=True)
     p.add_argument("--classes", default="3,7", help="'all' or a comma list of classes (default 3,7)")
@@ -370,7 +479,7 @@ def _start_loading(argv: list[str]):
     known = p.parse_known_args(argv)[0]
     try:
         given = {k: v for k, v in (("dataset", known.dataset), ("data_dir", known.data_dir)) if v is not None}
-        s = mconfig.settings(known.recipe, known.config, given) if words[-1] == "train" else given
+        s = mconfig.settings(known.recipe, known.config, given) if words[-1] in ("train", "lr-find") else given
     except MnistjaxError:
         return None  # the full parse reports it
     request = (s.get("dataset", "auto"), s.get("data_dir"), known.cache_dir, tuple(known.mirror or ()))
@@ -382,7 +491,7 @@ def _start_loading(argv: list[str]):
 def use_compile_cache(args: argparse.Namespace) -> Path | None:
     """Point JAX's persistent compilation cache at a folder, so a second run skips XLA compiles.
     A folder that cannot be written is a one-line note, and the run compiles without it."""
-    if args.no_compile_cache or args.func not in (cmd_run, cmd_train, cmd_baseline, cmd_sgd):  # those that compile
+    if args.no_compile_cache or args.func in (cmd_recipes, cmd_data_info, cmd_data_fetch):  # those that compile nothing
         return None
     import jax
 

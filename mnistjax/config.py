@@ -34,6 +34,7 @@ class RunConfig:
     dataset: str = "auto"                # auto: full MNIST if it can be had, else the embedded sample
     data_dir: str | None = None          # IDX files or PNG folders (default: the cache, then a download)
     classes: str = "3,7"                 # "all" or a comma list of class names
+    class_names: str | None = None       # names for the labels 0, 1, ... of data that are not MNIST
     # model and loss
     model: str = "simple_net"
     model_args: dict = field(default_factory=dict)
@@ -116,6 +117,8 @@ def validate(c: RunConfig) -> None:
         _fail("data_dir", c.data_dir, "a folder")
     if not c.classes.strip(", "):
         _fail("classes", c.classes, "'all' or a comma list of classes")
+    if c.class_names is not None and not c.class_names.strip(", "):
+        _fail("class_names", c.class_names, "a comma list of names")
     if c.model not in models.MODELS and ":" not in c.model:
         _fail("model", c.model, f"one of {', '.join(models.MODELS)}, FILE.py:FUNCTION or package.module:FUNCTION")
     if c.loss is not None and c.loss not in losses.LOSSES:

@@ -244,3 +244,37 @@ def training_figures(report) -> dict[str, Figure]:
     confidence = np.asarray(task.probabilities(logits)).max(-1)
     wrong = top_wrong(np.asarray(d.x_valid), np.asarray(d.y_valid), np.asarray(pred), confidence, names)
     return {**figs, **({"top_wrong": wrong} if wrong is not None else {})}
+
+
+def lr_find_figure(summary: dict) -> Figure:
+    """Loss against learning rate (log axis) from ``reports.lr_find``: the mean curve, the band of the
+    runs (min to max) when there are several seeds, and the suggestions marked."""
+    lrs = np.asarray(summary["lrs"], float)
+    fig = Figure(figsize=(5.5, 3.6))
+    ax = fig.add_subplot()
+    runs = np.array([[np.nan if v is None else v for v in run] for run in summary.get("runs", [])], float)
+    if len(runs):
+        ax.fill_between(lrs, np.nanmin(runs, 0), np.nanmax(runs, 0), alpha=0.25, label=f"{len(runs)} seeds, min to max")
+    mean = np.array([np.nan if v is None else v for v in summary["losses"]], float)
+    ax.plot(lrs, mean, label="loss (smoothed)")
+    for (name, lr), marker in zip(summary["suggestions"].items(), "ovs"):
+        ax.plot([lr], [np.interp(np.log(lr), np.log(lrs[np.isfinite(mean)]), mean[np.isfinite(mean)])], marker,
+                markersize=8, label=f"{name} {lr:.2g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.set_title(f"learning-rate finder: {summary['config']['model']}, {summary['config']['opt']}")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def top_losses_figure(images, rows: list[dict]) -> Figure:
+    """Images (N, 28, 28) with the rows of ``interpret.top_losses`` as titles: actual/predicted, loss, probability."""
+    titles = [f"{r['actual']}/{r['predicted']} loss {r['loss']:.2f}\np={r['probability']:.2f}" for r in rows]
+    return show_image(np.asarray(images)[[r["index"] for r in rows]], titles, ncols=min(len(rows), 8))
+
+
+def interpretation_figures(summary: dict, images) -> dict[str, Figure]:
+    """``interpret.summary``'s pictures: the confusion matrix and the top losses on their images."""
+    return {"confusion": confusion_figure(summary["confusion_matrix"], summary["classes"], "confusion matrix"),
+            "top_losses": top_losses_figure(images, summary["top_losses"])}

@@ -17,10 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mnistjax import checkpoint, config, data, losses, metrics, models, optimizers
+from mnistjax import checkpoint, config, data, losses, metrics, models, optimizers, training
 from mnistjax.config import RunConfig
 from mnistjax.distances import DISTANCES, mnist_distance
-from mnistjax.errors import TrainingDiverged
+from mnistjax.errors import MnistjaxError, TrainingDiverged
 from mnistjax.prototypes import classify, fit_prototypes
 from mnistjax.sgd import descend, diverged, fit_loss, first_step_within, init_params, lstsq_quadratic, roller_coaster, sgd
 from mnistjax.training import (Data, FitResult, Learner, TrainState, data_from, data_parallel, fit, init, init_many,
@@ -302,6 +302,31 @@ def _diverged(report: Training, config: RunConfig) -> TrainingDiverged:
                                f"try a smaller learning rate than {config.lr}")
     err.result, err.report = s, report
     return err
+
+
+# The learning-rate finder.
+
+class LRFindReport(NamedTuple):
+    summary: dict
+    result: object   # training.LRFind
+
+
+def lr_find(config: RunConfig, p: Prepared, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100) -> LRFindReport:
+    """The range test for what ``config`` describes (its optimizer and arguments; the rate is the
+    test's), one run per seed in one vmapped call. The summary: lrs, losses (the mean over the runs),
+    each run's losses with several seeds, and the suggestions."""
+    if config.lrs:
+        raise MnistjaxError("lr-find tries the rates itself; expected no lrs", param="lrs")
+    if not 0 < start_lr < end_lr:
+        raise MnistjaxError(f"{start_lr} to {end_lr}: expected 0 < start < end", param="start_lr")
+    r = training.lr_find(learner(config, p), p.data, run_keys(config),
+                         lambda rate: optimizers.optimizer(config.opt, rate, **config.opt_args), start_lr, end_lr, num_it)
+    runs = np.atleast_2d(r.losses)
+    mean = np.where(np.isfinite(runs).all(0), runs.mean(0), np.nan)
+    summary = {"config": config.to_dict(), "dataset": p.dataset, "classes": list(p.names), "lrs": _floats(r.lrs),
+               "losses": _floats(mean), "suggestions": r.suggestions,
+               **({"runs": [_floats(run) for run in runs]} if len(runs) > 1 else {})}
+    return LRFindReport(summary, r)
 
 
 # The chapter end to end.

@@ -99,3 +99,37 @@ def chapter(r: dict) -> str:
 def recipes(r: dict) -> str:
     width = max(map(len, r["recipes"]), default=0)
     return "\n".join(f"{name:<{width}}  {text}" for name, text in r["recipes"].items())
+
+
+def predictions(r: dict) -> str:
+    """``mnistjax predict``: each image's class and probability, and the runners-up."""
+    lines = []
+    for p in r["predictions"]:
+        if "error" in p:
+            lines.append(f"{p['file']}: ERROR {p['error']}")
+        else:
+            rest = ", ".join(f"{name} {prob:.3f}" for name, prob in p["top"][1:])
+            lines.append(f"{p['file']}: {p['class']} ({p['probability']:.3f})" + (f"; then {rest}" if rest else ""))
+    return "\n".join(lines)
+
+
+def interpretation(r: dict) -> str:
+    """``mnistjax interpret``: accuracy, precision/recall per class, the most confused pairs, the top losses."""
+    lines = [f"{r['n']} images, accuracy {r['accuracy']:.4f}", f"{'class':>10} {'precision':>9} {'recall':>7} {'support':>7}"]
+    lines += [f"{c:>10} {_num(v['precision'], 9)} {_num(v['recall'], 7)} {v['support']:>7}" for c, v in r["per_class"].items()]
+    lines.append("most confused (actual -> predicted: count): "
+                 + (", ".join(f"{a} -> {p}: {n}" for a, p, n in r["most_confused"][:10]) or "none"))
+    lines.append("top losses:")
+    lines += [f"  #{t['index']:<6} actual {t['actual']:<6} predicted {t['predicted']:<6} loss {t['loss']:7.3f}  "
+              f"p {t['probability']:.3f}" for t in r["top_losses"]]
+    return "\n".join(lines)
+
+
+def lr_find(r: dict) -> str:
+    """``mnistjax lr-find``: the suggestions, and the curve every few points."""
+    s = r["suggestions"]
+    lines = [f"learning-rate finder, {r['config']['model']} with {r['config']['opt']} on {r['dataset']}: "
+             + ", ".join(f"{k} {v:.2g}" for k, v in s.items()), f"{'lr':>10} {'loss':>9}"]
+    step = max(1, len(r["lrs"]) // 20)
+    lines += [f"{lr:10.2e} {_num(loss, 9)}" for lr, loss in list(zip(r["lrs"], r["losses"]))[::step]]
+    return "\n".join(lines)

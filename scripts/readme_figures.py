@@ -3,19 +3,22 @@
     python scripts/readme_figures.py [--data-dir ../shared/data/mnist] [--out docs/figures]
 
 The mean 3 and 7 and the pixel view (pixel similarity), the learning-rate descents and the roller
-coaster (gradient descent), and simple_net's curves, confusion matrix and most confident mistakes.
+coaster (gradient descent), simple_net's curves, confusion matrix and most confident mistakes, the
+learning-rate finder for simple_net (three seeds), and the top losses of the fast99 recipe's model.
 """
 
 import argparse
+import dataclasses
 from pathlib import Path
 
-from mnistjax import config, data, plots, reports
+from mnistjax import config, data, interpret, plots, reports
 
 KEEP = {
     "baseline": ["prototypes", "pixels"],
     "sgd": ["loss3", "low_learning_rate_descent", "high_learning_rate_descent2", "high_learning_rate_descent",
             "show_preds", "roller_coaster_loss", "lr_sweep"],
     "simple_net": ["loss", "accuracy", "confusion", "top_wrong"],
+    "use": ["lr_find", "top_losses"],
 }
 
 
@@ -26,7 +29,13 @@ def main() -> None:
     args = p.parse_args()
     ds = data.load_dir(args.data_dir)
     simple_net = reports.train(config.recipe("simple_net"), reports.prepare(ds, "3,7"), progress=False)
-    figures = {"baseline": plots.baseline_figures(reports.baseline(ds, (3, 7), "l1")),
+    lr_find = reports.lr_find(dataclasses.replace(config.recipe("simple_net"), seeds=(0, 1, 2)), reports.prepare(ds, "3,7"),
+                              1e-4, 100.0)
+    fast = reports.train(config.recipe("fast99"), reports.prepare(ds, "all"), progress=False)
+    mistakes = interpret.summary(interpret.from_training(fast), k=16)
+    figures = {"use": {"lr_find": plots.lr_find_figure(lr_find.summary),
+                       "top_losses": plots.top_losses_figure(fast.prepared.data.x_valid, mistakes["top_losses"])},
+               "baseline": plots.baseline_figures(reports.baseline(ds, (3, 7), "l1")),
                "sgd": {**plots.learning_rate_figures(reports.learning_rates()), **plots.sgd_figures(reports.sgd_example(42))},
                "simple_net": plots.training_figures(simple_net)}
     for step, names in KEEP.items():

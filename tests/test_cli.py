@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -237,3 +238,63 @@ def test_ctrl_c_in_run_exits_130_at_once():
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and time.monotonic() - t < 1.5, (proc.returncode, time.monotonic() - t)
     assert "mnistjax: interrupted" in err.splitlines()[-1]
+
+
+def test_save_predict_and_interpret_a_model(tmp_path, tiny):
+    model = tmp_path / "m.safetensors"
+    out = strict(mnistjax("train", "--recipe", "cnn10", "--dataset", "tiny", "--epochs", "2", "--save", str(model),
+                          "--json").stdout)
+    assert out["saved"] == str(model)
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for i in range(6):  # dark ink on light paper, 8x bigger, RGB JPEG or PNG
+        im = Image.fromarray(255 - tiny.test.images[i * 150]).resize((224, 224)).convert("RGB")
+        im.save(folder / (f"{i}.jpg" if i % 2 else f"{i}.png"))
+    (folder / "broken.png").write_bytes(b"not an image")
+    proc = mnistjax("predict", str(model), str(folder), "--json", "--top", "2", "--show", str(tmp_path / "seen"), check_rc=2)
+    preds = {Path(p["file"]).stem: p for p in strict(proc.stdout)["predictions"]}
+    assert len(preds) == 7 and preds.pop("broken")["error"].startswith("not a readable image")
+    right = [p["class"] == str(tiny.test.labels[int(stem) * 150]) for stem, p in preds.items()]
+    assert sum(right) >= 5 and all(len(p["top"]) == 2 and p["top"][0][1] == p["probability"] for p in preds.values())
+    assert len(list((tmp_path / "seen").glob("*.png"))) == 6
+    assert "1 of 7 images could not be predicted" in proc.stderr.splitlines()[-1]
+    out = strict(mnistjax("interpret", str(model), "--json", "--top-losses", "4", "--figures", str(tmp_path / "f")).stdout)
+    assert set(out) >= {"confusion_matrix", "most_confused", "top_losses", "per_class"} and out["dataset"] == "tiny"
+    assert len(out["top_losses"]) == 4 and {p.name for p in (tmp_path / "f").iterdir()} == {"confusion.png", "top_losses.png"}
+    (tmp_path / "bad.safetensors").write_bytes(model.read_bytes()[:1000])
+    proc = mnistjax("predict", str(tmp_path / "bad.safetensors"), str(folder), check_rc=2)
+    assert "not a mnistjax model" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_class_names_through_every_output(tmp_path, tiny):
+    from mnistjax.data import write_idx
+    from mnistjax.data.idx_dir import FILES
+
+    names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    for (split, kind), name in FILES.items():  # MNIST's digits upside down: not MNIST, so they can be named
+        arr = getattr(getattr(tiny, split), kind)
+        write_idx(tmp_path / "d" / f"{name}.gz", (arr[:, ::-1] if kind == "images" else arr).astype("uint8"))
+    (tmp_path / "d" / "classes.txt").write_text("\n".join(names) + "\n")
+    model = tmp_path / "m.safetensors"
+    out = strict(mnistjax("train", "--data-dir", str(tmp_path / "d"), "--classes", "three,seven", "--epochs", "2",
+                          "--save", str(model), "--json").stdout)
+    assert out["classes"] == ["three", "seven"] and set(out["per_class_accuracy"]) == {"three", "seven"}
+    assert "(three, seven)" in mnistjax("train", "--data-dir", str(tmp_path / "d"), "--classes", "three,seven",
+                                        "--epochs", "1").stdout
+    Image.fromarray(tiny.test.images[0][::-1]).save(tmp_path / "x.png")
+    pred = strict(mnistjax("predict", str(model), str(tmp_path / "x.png"), "--json").stdout)["predictions"][0]
+    assert pred["class"] in ("three", "seven")
+    out = strict(mnistjax("interpret", str(model), "--json").stdout)
+    assert out["classes"] == ["three", "seven"] and set(out["per_class"]) == {"three", "seven"}
+    base = strict(mnistjax("baseline", "--data-dir", str(tmp_path / "d"), "--classes", "ONE,TWO", "--json",
+                           "--class-names", ",".join(n.upper() for n in names)).stdout)
+    assert list(base["per_class_accuracy"]) == ["ONE", "TWO"]
+    proc = mnistjax("train", "--dataset", "tiny", "--class-names", "a,b", check_rc=2)
+    assert "--class-names: tiny's classes are its digits" in proc.stderr
+
+
+def test_lr_find_from_the_command_line(tmp_path):
+    out = strict(mnistjax("lr-find", "--dataset", "tiny", "--model", "simple_net", "--batch-size", "16", "--seeds", "0,1",
+                          "--json", "--figures", str(tmp_path)).stdout)
+    assert len(out["lrs"]) == 100 and len(out["runs"]) == 2 and set(out["suggestions"]) == {"valley", "steep", "minimum"}
+    assert (tmp_path / "lr_find.png").stat().st_size > 5000

@@ -61,3 +61,21 @@ def test_transparent_and_sixteen_bit_pictures(tmp_path):
     assert gray[0, 0] == 1.0 and gray[20, 20] == 0.0
     Image.fromarray((np.eye(30) * 65535).astype(np.uint16)).save(tmp_path / "w.png")
     assert preprocess.read_image(tmp_path / "w.png").max() == 1.0
+
+
+def test_a_model_sees_the_pictures_as_it_saw_the_originals(tiny, tmp_path):
+    """Predictions on photo-like pictures of 300 test digits agree with those on the digits themselves."""
+    from mnistjax import reports, saved
+    from mnistjax.config import RunConfig
+
+    report = reports.train(RunConfig(model="cnn", classes="all", opt="adam", lr=3e-3, schedule="onecycle", epochs=3,
+                                     batch_size=64, augment=1), reports.prepare(tiny, "all"), progress=False)
+    model = saved.load_model(saved.save_training(tmp_path / "m.safetensors", report))
+    digits = tiny.test.images[::2][:300]
+    pictures = []
+    for i, digit in enumerate(digits):
+        photo_like(digit, i).save(tmp_path / "p.png")
+        pictures.append(preprocess.to_mnist(preprocess.read_image(tmp_path / "p.png")))
+    original = saved.probabilities(model, digits / np.float32(255)).argmax(1)
+    seen = saved.probabilities(model, np.stack(pictures)).argmax(1)
+    assert (original == seen).mean() >= 0.95, (original == seen).mean()

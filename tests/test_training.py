@@ -245,3 +245,29 @@ def test_divergence_stops_one_model_and_lists_each_of_many(d37):
 def test_train_state_is_what_fit_returns(d37):
     r = fit(Learner(bn_net(), losses.binary, optax.adam(1e-3)), d37, 1, jax.random.key(0), progress=False)
     assert isinstance(r.train_state, TrainState) and r.train_state.model_state is r.model_state
+
+
+def test_lr_find_on_a_problem_with_known_curvature(d37):
+    """A loss of curvature L: plain SGD converges for rates below 2/L and diverges above. The finder's
+    suggestions are below 2/L, and its curve ends (4× the minimum) within a decade above it."""
+    L = 100.0
+    model = layers.Module({"w": layers.Param((1,), 1)}, {},
+                          lambda p, s, x, key, train: (jnp.broadcast_to(p["w"], (x.shape[0], 1)), s))
+    task = losses.binary._replace(loss=lambda logits, y: 0.5 * L * (logits[:, 0] - 3.0) ** 2)
+    learner = Learner(model, task, optax.sgd(0.1), batch_size=16)
+    r = training.lr_find(learner, d37, jax.random.key(0), lambda lr: optax.sgd(lr), 1e-5, 10.0, 100)
+    assert r.lrs.shape == r.losses.shape == (100,) and r.lrs[0] == pytest.approx(1e-5) and r.lrs[-1] == pytest.approx(10)
+    assert all(1e-4 < lr < 2 / L for lr in r.suggestions.values()), r.suggestions
+    end = r.lrs[np.isfinite(r.losses)][-1]
+    assert 2 / L < end < 20 / L
+    many = training.lr_find(learner, d37, jax.random.split(jax.random.key(0), 3), lambda lr: optax.sgd(lr), 1e-5, 10.0, 100)
+    assert many.losses.shape == (3, 100)
+
+
+def test_lr_find_suggestion_rules_on_a_curve():
+    lrs = np.logspace(-5, 1, 60)
+    losses = 1 / (1 + np.exp(3 * (np.log10(lrs) + 2))) + 0.1  # falls steepest at 1e-2, flat after
+    losses[50:] = np.nan  # diverged
+    assert training.steep(lrs, losses) == pytest.approx(1e-2, rel=0.3)
+    assert 1e-3 < training.valley(lrs, losses) < 1e-1
+    assert training.minimum(lrs, losses) == pytest.approx(lrs[np.nanargmin(losses[6:45]) + 6] / 10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, NamedTuple
@@ -71,6 +72,17 @@ class Dataset:
     test: Split
     classes: tuple[str, ...] = DIGITS
     sha256: dict[str, str] = field(default_factory=dict)
+
+    def with_classes(self, names) -> "Dataset":
+        """The same data with its classes named ``names`` (in label order), a comma list or a sequence.
+        MNIST (recognised by its hashes) keeps its digits."""
+        names = tuple(n.strip() for n in names.split(",")) if isinstance(names, str) else tuple(names)
+        n = int(max(self.train.labels.max(), self.test.labels.max())) + 1
+        if self.verified:
+            raise MnistjaxError(f"{self.name}'s classes are its digits; expected names only for other data", param="class_names")
+        if len(names) < n or len(set(names)) != len(names) or not all(names):
+            raise MnistjaxError(f"{','.join(names)}: expected {n} distinct names, one per label 0..{n - 1}", param="class_names")
+        return dataclasses.replace(self, classes=names)
 
     def describe(self) -> dict:
         """A JSON-ready summary: name, source, verification and counts per split and class."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistjax.data.dataset import Dataset, Split
+from mnistjax.data.dataset import DIGITS, Dataset, Split
 from mnistjax.data.idx import parse_idx, read_bytes
 from mnistjax.errors import MnistjaxError
 
@@ -96,10 +96,25 @@ def load_idx_dir(folder: str | os.PathLike, known: dict[str, str] = MNIST_SHA256
             f"{paths[bad[0]]}: SHA-256 {sums[bad[0]]} does not match the published {known.get(bad[0])}; "
             "delete it and fetch again (mnistjax data fetch)"
         )
+    names = DIGITS if not bad else class_names(Path(folder))  # MNIST, recognised by its hashes, keeps its digits
     split = {
         s: _split(results[FILES[s, "images"]][0], results[FILES[s, "labels"]][0],
-                  (paths[FILES[s, "images"]], paths[FILES[s, "labels"]]), 10)
+                  (paths[FILES[s, "images"]], paths[FILES[s, "labels"]]), len(names))
         for s in ("train", "test")
     }
     return Dataset(name if not bad else "custom", str(Path(folder).resolve()), not bad,
-                   split["train"], split["test"], sha256=sums)
+                   split["train"], split["test"], names, sums)
+
+
+def class_names(folder: Path) -> tuple[str, ...]:
+    """The names in ``folder/classes.txt`` (one per line, in label order), or the digits without one."""
+    path = folder / "classes.txt"
+    if not path.is_file():
+        return DIGITS
+    try:
+        names = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    except (OSError, UnicodeDecodeError) as e:
+        raise MnistjaxError(f"{path}: cannot read ({type(e).__name__}); expected one class name per line") from None
+    if not names or len(set(names)) != len(names):
+        raise MnistjaxError(f"{path}: expected distinct class names, one per line in label order")
+    return names
