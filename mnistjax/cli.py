@@ -31,7 +31,7 @@ from mnistjax.errors import MnistjaxError, TrainingDiverged
 from mnistjax.files import strict_json
 
 # The commands that read the data: it starts loading (in a thread) before JAX is imported.
-READS_DATA = {"run", "train", "lr-find", "baseline", "info"}
+READS_DATA = {"run", "train", "lr-find", "baseline", "knn", "info"}
 # Flags whose names are not their parameter's with dashes.
 FLAGS = {"model_args": "--model-arg", "opt_args": "--opt-arg", "schedule_args": "--schedule-arg"}
 
@@ -145,6 +145,10 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     t.add_argument("--batch-size", type=int, default=S, help="default 256")
     t.add_argument("--augment", type=int, metavar="PX", default=S,
                    help="shift each training image by up to PX pixels, a fresh shift every epoch (default 0: none)")
+    t.add_argument("--rotate", type=float, metavar="DEG", default=S,
+                   help="turn each training image by up to DEG degrees, a fresh angle every epoch (default 0: none)")
+    t.add_argument("--ema", type=float, metavar="DECAY", default=S,
+                   help="validate and predict with a moving average of the weights, of this decay (0.999, say; default 0: off)")
     t.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=S,
                    help="a fresh batch order every epoch (default); --no-shuffle keeps the data's order, as the book does")
     t.add_argument("--drop-last", action=argparse.BooleanOptionalAction, default=S, help="skip each epoch's partial last batch")
@@ -244,6 +248,14 @@ def cmd_baseline(args):
     report = reports.baseline(ds, data.parse_classes(args.classes, ds.classes), args.distance)
     _save_figures(args.figures, lambda: plots.baseline_figures(report))
     emit(args, report.summary, tables.baseline(report.summary))
+
+
+def cmd_knn(args):
+    from mnistjax import reports, tables
+
+    ds = load_data(args)
+    r = reports.knn(ds, data.parse_classes(args.classes, ds.classes), args.k, args.distance, args.weighted)
+    emit(args, r, tables.knn(r))
 
 
 def cmd_sgd(args):
@@ -440,6 +452,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", default="3,7", help="'all' or a comma list of classes (default 3,7)")
     p.add_argument("--distance", choices=list(DISTANCES), default="l1", help="distance to the mean images")
     p.add_argument("--figures", metavar="DIR", help="write prototypes.png, pixels.png, confusion.png here")
+    p = add("knn", cmd_knn, "k-nearest neighbours: each test image takes the class of its nearest training images",
+            reads_data=True)
+    p.add_argument("--k", type=int, default=1, help="neighbours that vote (default 1)")
+    p.add_argument("--distance", choices=["l2", "cosine", "l1"], default="l2",
+                   help="l2 and cosine through one matrix multiply per chunk (l2 re-ranked exactly); l1 pair by pair")
+    p.add_argument("--weighted", action="store_true", help="votes weighted by 1/distance")
+    p.add_argument("--classes", default="all", help="'all' (default) or a comma list of classes")
     data_cmd = sub.add_parser("data", help="download and inspect the data")
     data_sub = data_cmd.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     _source_options(add("fetch", cmd_data_fetch, "download MNIST into the cache from the mirrors, verifying SHA-256", data_sub))

@@ -49,6 +49,8 @@ class RunConfig:
     epochs: int = 40
     batch_size: int = 256
     augment: int = 0                     # shift training images by up to this many pixels
+    rotate: float = 0.0                  # and turn them by up to this many degrees
+    ema: float = 0.0                     # validate and predict with a moving average of the params (its decay)
     shuffle: bool = True                 # False: the data's order every epoch, as the book
     drop_last: bool = False
     # models: one per seed, or one per learning rate; several train together in one vmapped call
@@ -130,6 +132,10 @@ def validate(c: RunConfig) -> None:
             _fail(name, getattr(c, name), "a positive integer")
     if c.augment < 0:
         _fail("augment", c.augment, "0 or more pixels")
+    if not 0 <= c.rotate <= 180:
+        _fail("rotate", c.rotate, "0 to 180 degrees")
+    if not 0 <= c.ema < 1:
+        _fail("ema", c.ema, "a decay from 0 (off) to below 1, such as 0.999")
     for name, rates in (("lr", (c.lr,)), ("lrs", c.lrs)):
         if not all(math.isfinite(r) and r > 0 for r in rates):
             _fail(name, rates if name == "lrs" else c.lr, "positive, finite learning rates")

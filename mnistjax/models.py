@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from mnistjax.errors import MnistjaxError
-from mnistjax.layers import (Init, Module, batch_norm, conv, dense, dropout, flatten, global_avg_pool, relu,
+from mnistjax.layers import (Init, Module, batch_norm, conv, dense, dropout, flatten, global_avg_pool, max_pool, relu,
                              reshape, residual, sequential, torch_init)
 
 
@@ -46,6 +46,15 @@ def cnn(n_out: int = 10, channels: Sequence[int] = (32, 64), hidden: int = 128) 
     return sequential(reshape(28, 28, 1), conv(1, c1, 5, stride=2, padding=2), relu(),
                       conv(c1, c2, 3, stride=2, padding=1), relu(), flatten(),
                       dense(7 * 7 * c2, hidden), relu(), dense(hidden, n_out))
+
+
+def fast_cnn(n_out: int = 10, channels: Sequence[int] = (24, 32), hidden: int = 256) -> Module:
+    """The net of github.com/tuomaso/train_mnist_fast: conv 5×5 -> max-pool -> ReLU -> conv 3×3 ->
+    max-pool -> ReLU -> dense -> ReLU -> dense, no padding: 28×28 -> 12×12×c1 -> 5×5×c2 -> hidden -> n_out.
+    Pooling before the ReLU gives the same result with a quarter of the ReLUs."""
+    c1, c2 = channels
+    return sequential(reshape(28, 28, 1), conv(1, c1, 5), max_pool(2), relu(), conv(c1, c2, 3), max_pool(2), relu(),
+                      flatten(), dense(5 * 5 * c2, hidden), relu(), dense(hidden, n_out))
 
 
 def cnn_bn(n_out: int = 10, channels: Sequence[int] = (32, 64), hidden: int = 128, drop: float = 0.25) -> Module:
@@ -80,7 +89,8 @@ def resnet(n_out: int = 10, channels: Sequence[int] = (16, 32, 64)) -> Module:
 
 
 MODELS: dict[str, Callable[..., Module]] = {
-    "linear": linear, "simple_net": simple_net, "mlp": mlp, "cnn": cnn, "cnn_bn": cnn_bn, "resnet": resnet}
+    "linear": linear, "simple_net": simple_net, "mlp": mlp, "cnn": cnn, "fast_cnn": fast_cnn, "cnn_bn": cnn_bn,
+    "resnet": resnet}
 
 
 def _load_file(path: Path):

@@ -8,7 +8,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from mnistjax.distances import Distance, all_pairs, l1, mnist_distance
+from mnistjax.distances import Distance, all_pairs, l1, mnist_distance, rmse
 
 
 @jax.jit
@@ -26,8 +26,17 @@ def fit_prototypes(x: jax.Array, labels: jax.Array, classes: jax.Array) -> jax.A
 
 @partial(jax.jit, static_argnames="distance")
 def nearest(x: jax.Array, prototypes: jax.Array, distance: Distance = l1) -> jax.Array:
-    """Index of the nearest prototype for each image: (N, H, W), (K, H, W) float -> (N,) int32."""
-    return jnp.argmin(all_pairs(x, prototypes, distance), axis=1).astype(jnp.int32)
+    """Index of the nearest prototype for each image: (N, H, W), (K, H, W) float -> (N,) int32.
+
+    RMSE orders prototypes as L2 does, so it goes through one matrix multiply: ‖p‖² − 2x·p (‖x‖² is
+    the same for every p). Any other distance is computed pair by pair (``all_pairs``).
+    """
+    if distance is rmse:
+        flat, protos = x.reshape(x.shape[0], -1), prototypes.reshape(prototypes.shape[0], -1)
+        d = (protos**2).sum(1)[None] - 2 * jnp.dot(flat, protos.T, precision="highest")
+    else:
+        d = all_pairs(x, prototypes, distance)
+    return jnp.argmin(d, axis=1).astype(jnp.int32)
 
 
 def classify(x: jax.Array, prototypes: jax.Array, prototype_labels: jax.Array, distance: Distance = l1) -> jax.Array:
@@ -65,3 +74,58 @@ def kmeans_prototypes(key: jax.Array, x: jax.Array, labels: jax.Array, classes: 
 
     protos = jax.vmap(one_class)(jax.random.split(key, classes.shape[0]), classes)
     return protos.reshape(-1, *x.shape[1:]), jnp.repeat(classes, k)
+
+
+# Nearest neighbours: every training image a prototype.
+
+_RERANK = 4  # extra candidates re-ranked exactly, beyond the k asked for
+
+
+@partial(jax.jit, static_argnames=("n_classes", "k", "distance", "weighted", "chunk"))
+def knn(train_images: jax.Array, train_labels: jax.Array, images: jax.Array, n_classes: int, k: int = 1,
+        distance: str = "l2", weighted: bool = False, chunk: int = 500) -> jax.Array:
+    """k-nearest-neighbour classification: (M, H, W) uint8 training images and (M,) int labels,
+    (N, H, W) uint8 images -> (N,) int32 predicted labels.
+
+    L2 and cosine use the matmul form ‖a‖² + ‖b‖² − 2a·b (``chunk`` images at a time, so memory stays
+    at chunk × M floats); for L2 the nearest ``k`` + a few candidates are then re-ranked exactly in
+    integers, so 1-NN is exact (ties: the first training image). Votes: one per neighbour (ties: the
+    class of the nearer neighbours), or 1/distance each when ``weighted``. ``distance`` "l1" or "rmse"
+    (same neighbours as "l2") also work; "l1" goes through the generic per-pair path.
+    """
+    chex.assert_rank([train_images, images], 3)
+    chex.assert_type([train_images, images], jnp.uint8)
+    m = train_images.shape[0]
+    train = train_images.reshape(m, -1)
+    train_f = train.astype(jnp.float32)
+    sq = (train_f**2).sum(1)
+    metric = "l2" if distance == "rmse" else distance
+
+    def neighbours(xc):  # (C, D) uint8 -> distances (C, k) and indices (C, k)
+        xf = xc.astype(jnp.float32)
+        if metric == "l1":
+            d = jax.vmap(lambda row: jnp.abs(train_f - row).sum(1))(xf)
+        elif metric == "cosine":
+            d = 1 - (xf @ train_f.T) / (jnp.linalg.norm(xf, axis=1)[:, None] * jnp.sqrt(sq)[None] + 1e-12)
+        else:
+            d = sq[None] - 2 * xf @ train_f.T  # + ‖x‖², the same for every candidate
+        n = min(k + (_RERANK if metric == "l2" else 0), m)
+        _, idx = jax.lax.top_k(-d, n)
+        if metric == "l2":  # exact integer distances of the candidates; stable order: ties go to the first image
+            exact = ((xc[:, None, :].astype(jnp.int32) - train[idx].astype(jnp.int32)) ** 2).sum(-1)
+            order = jnp.lexsort((idx, exact), axis=-1)[:, :k]
+            return jnp.sqrt(jnp.take_along_axis(exact, order, 1).astype(jnp.float32)), jnp.take_along_axis(idx, order, 1)
+        return jnp.take_along_axis(d, jnp.argsort(jnp.take_along_axis(d, idx, 1), 1)[:, :k], 1), idx[:, :k]
+
+    def vote(xc):
+        d, idx = neighbours(xc)
+        labels = train_labels[idx]
+        weight = 1 / (d + 1e-6) if weighted else 1 + 1e-3 / (1 + jnp.arange(k))  # unweighted: nearer breaks ties
+        scores = jax.vmap(lambda lab, w: jnp.zeros(n_classes).at[lab].add(w))(labels, jnp.broadcast_to(weight, labels.shape))
+        return jnp.argmax(scores, 1).astype(jnp.int32)
+
+    flat = images.reshape(images.shape[0], -1)
+    n = flat.shape[0]
+    size = min(chunk, n)
+    padded = jnp.pad(flat, ((0, -n % size), (0, 0))).reshape(-1, size, flat.shape[1])
+    return jax.lax.map(vote, padded).reshape(-1)[:n]

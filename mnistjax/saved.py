@@ -85,7 +85,7 @@ def save_training(path: str | os.PathLike, report) -> Path:
 
     info = {"config": cfg, "dataset": s["dataset"], "data_sha256": data_id(report.prepared),
             "valid_accuracy": s["valid_accuracy"]}
-    return save_model(path, spec, report.fit.params, report.fit.model_state, info)
+    return save_model(path, spec, report.fit.eval_params, report.fit.model_state, info)
 
 
 def _read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:

@@ -58,6 +58,8 @@ class Learner(NamedTuple):
     augment: None, or ``(key, xb, yb) -> (xb, yb)`` applied to every training batch (``random_shift(2)``).
     mesh: None (one device), or a ``jax.sharding.Mesh`` with a "batch" axis (``data_parallel(n)``):
     each batch is split over its devices, params are replicated, XLA reduces the gradients.
+    ema: 0 (off), or the decay of an exponential moving average of the params, kept beside them and
+    used for validation and prediction (Polyak averaging: each step, ema ← ema·decay + params·(1 − decay)).
     """
 
     model: Module
@@ -68,6 +70,7 @@ class Learner(NamedTuple):
     drop_last: bool = False
     augment: Augment | None = None
     mesh: Mesh | None = None
+    ema: float = 0.0
 
 
 class TrainState(NamedTuple):
@@ -76,6 +79,12 @@ class TrainState(NamedTuple):
     params: chex.ArrayTree
     model_state: chex.ArrayTree  # batch-norm statistics; {} for most models
     opt_state: optax.OptState
+    ema_params: chex.ArrayTree | None = None  # an exponential average of the params (Learner.ema), or None
+
+    @property
+    def eval_params(self) -> chex.ArrayTree:
+        """The params to validate and predict with: the average when there is one."""
+        return self.params if self.ema_params is None else self.ema_params
 
 
 def data_parallel(devices: int | None = None) -> Mesh:
@@ -125,7 +134,9 @@ def train_step(ts: TrainState, xb, yb, learner: Learner, key=None, weights=None)
     loss, grads, model_state = calc_grad(ts.params, ts.model_state, xb, yb, learner.model, learner.task.loss, key,
                                          weights)
     updates, opt_state = learner.optimizer.update(grads, ts.opt_state, ts.params)
-    return TrainState(optax.apply_updates(ts.params, updates), model_state, opt_state), loss
+    params = optax.apply_updates(ts.params, updates)
+    ema = None if ts.ema_params is None else optax.incremental_update(params, ts.ema_params, 1 - learner.ema)
+    return TrainState(params, model_state, opt_state, ema), loss
 
 
 def random_shift(max_shift: int = 2) -> Augment:
@@ -137,6 +148,33 @@ def random_shift(max_shift: int = 2) -> Augment:
         return jax.vmap(lambda im, o: jax.lax.dynamic_slice(im, o, xb.shape[1:]))(padded, offsets), yb
 
     return shift
+
+
+def random_rotate(max_degrees: float = 10.0) -> Augment:
+    """Augmentation: turn each image about its centre by an angle drawn from ±``max_degrees``
+    (bilinear sampling; zeros come in at the corners)."""
+    def rotate(key, xb, yb):
+        h, w = xb.shape[1:]
+        angles = jnp.deg2rad(jax.random.uniform(key, (xb.shape[0],), minval=-max_degrees, maxval=max_degrees))
+        r, c = jnp.meshgrid(jnp.arange(h) - (h - 1) / 2, jnp.arange(w) - (w - 1) / 2, indexing="ij")
+
+        def one(im, a):  # where each output pixel comes from
+            src = [jnp.cos(a) * r - jnp.sin(a) * c + (h - 1) / 2, jnp.sin(a) * r + jnp.cos(a) * c + (w - 1) / 2]
+            return jax.scipy.ndimage.map_coordinates(im, src, order=1, mode="constant")
+
+        return jax.vmap(one)(xb, angles), yb
+
+    return rotate
+
+
+def compose(*augments: Augment) -> Augment:
+    """Several augmentations one after another, each with its own key."""
+    def both(key, xb, yb):
+        for i, augment in enumerate(augments):
+            xb, yb = augment(jax.random.fold_in(key, i), xb, yb)
+        return xb, yb
+
+    return both
 
 
 def batch_indices(key: jax.Array, n: int, batch_size: int, drop_last: bool = False,
@@ -191,7 +229,7 @@ def scores(logits: jax.Array, y: jax.Array, task: Task) -> dict[str, jax.Array]:
 
 def validate_epoch(ts: TrainState, learner: Learner, data: Data) -> dict[str, jax.Array]:
     """Validation loss and accuracy of a TrainState's model."""
-    return scores(predict(ts.params, ts.model_state, data.x_valid, learner.model), data.y_valid, learner.task)
+    return scores(predict(ts.eval_params, ts.model_state, data.x_valid, learner.model), data.y_valid, learner.task)
 
 
 def run_epoch(ts: TrainState, data_key, model_key, epoch, learner: Learner, data: Data):
@@ -199,7 +237,7 @@ def run_epoch(ts: TrainState, data_key, model_key, epoch, learner: Learner, data
     Returns (TrainState, {"train_loss", "step_losses", "valid_loss", "valid_accuracy"}, validation logits)."""
     ts, step_losses, train_loss = train_epoch(ts, jax.random.fold_in(data_key, epoch), jax.random.fold_in(model_key, epoch),
                                               learner, data)
-    logits = predict(ts.params, ts.model_state, data.x_valid, learner.model)
+    logits = predict(ts.eval_params, ts.model_state, data.x_valid, learner.model)
     return ts, {"train_loss": train_loss, "step_losses": step_losses, **scores(logits, data.y_valid, learner.task)}, logits
 
 
@@ -207,15 +245,21 @@ class FitResult(NamedTuple):
     params: chex.ArrayTree
     model_state: chex.ArrayTree
     opt_state: chex.ArrayTree
+    ema_params: chex.ArrayTree | None
     history: list[dict]          # per epoch: epoch, train_loss, step_losses, valid_loss, valid_accuracy
     diverged_at: int | list | None  # the epoch whose training loss went non-finite (per model with several)
     compile_seconds: float
     train_seconds: float
-    valid_logits: jax.Array | None = None  # the validation logits of ``params`` (None when no epoch ran)
+    valid_logits: jax.Array | None = None  # the validation logits of ``eval_params`` (None when no epoch ran)
 
     @property
     def train_state(self) -> TrainState:
-        return TrainState(self.params, self.model_state, self.opt_state)
+        return TrainState(self.params, self.model_state, self.opt_state, self.ema_params)
+
+    @property
+    def eval_params(self) -> chex.ArrayTree:
+        """The params to predict with: the moving average when the learner keeps one."""
+        return self.train_state.eval_params
 
 
 @lru_cache(maxsize=32)
@@ -323,14 +367,14 @@ def fit(learner: Learner, data: Data, epochs: int, key: jax.Array, *, start: Tra
 
 def init(learner: Learner, key: jax.Array) -> TrainState:
     """The initial TrainState of one model from the run's ``key``, in one compiled call."""
-    return _compiled_init(learner.model, learner.optimizer)(key)
+    return _compiled_init(learner.model, learner.optimizer, learner.ema > 0)(key)
 
 
 @lru_cache(maxsize=32)
-def _compiled_init(model: Module, optimizer: optax.GradientTransformation):
+def _compiled_init(model: Module, optimizer: optax.GradientTransformation, ema: bool):
     def fresh(key):
         params, model_state = layers.init(model, jax.random.split(key, 3)[0])
-        return TrainState(params, model_state, optimizer.init(params))
+        return TrainState(params, model_state, optimizer.init(params), params if ema else None)
 
     return jax.jit(fresh)
 

@@ -271,3 +271,28 @@ def test_lr_find_suggestion_rules_on_a_curve():
     assert training.steep(lrs, losses) == pytest.approx(1e-2, rel=0.3)
     assert 1e-3 < training.valley(lrs, losses) < 1e-1
     assert training.minimum(lrs, losses) == pytest.approx(lrs[np.nanargmin(losses[6:45]) + 6] / 10)
+
+
+def test_random_rotate_turns_about_the_centre():
+    x = jnp.zeros((3, 28, 28)).at[:, 4:24, 13:15].set(1.0)  # a vertical bar through the centre
+    same, y = training.random_rotate(1e-6)(jax.random.key(0), x, jnp.arange(3))
+    np.testing.assert_allclose(same, x, atol=1e-5)
+    np.testing.assert_array_equal(y, jnp.arange(3))
+    turned, _ = training.random_rotate(30)(jax.random.key(1), x, jnp.arange(3))
+    mass = np.asarray(turned).sum((1, 2))
+    assert np.all(np.abs(mass - 40) < 4) and not np.allclose(turned, x, atol=0.1)  # the ink moved, and most of it stayed
+    both = training.compose(training.random_shift(2), training.random_rotate(10))
+    chex.assert_shape(both(jax.random.key(2), x, jnp.arange(3))[0], (3, 28, 28))
+
+
+def test_ema_of_the_params_is_what_validation_uses(d37):
+    learner = Learner(models.simple_net(), losses.binary, optax.sgd(0.1), ema=0.9)
+    ts = init(learner, jax.random.key(0))
+    chex.assert_trees_all_equal(ts.ema_params, ts.params)
+    new, _ = train_step(ts, d37.x_train[:256], d37.y_train[:256], learner)
+    chex.assert_trees_all_close(new.ema_params, jax.tree.map(lambda a, b: 0.9 * a + 0.1 * b, ts.params, new.params),
+                                rtol=1e-6, atol=1e-7)
+    r = fit(learner, d37, 2, jax.random.key(0), progress=False)
+    chex.assert_trees_all_close(r.valid_logits, predict(r.ema_params, r.model_state, d37.x_valid, learner.model),
+                                rtol=1e-5, atol=1e-6)
+    assert r.eval_params is r.ema_params and init(learner._replace(ema=0.0), jax.random.key(0)).ema_params is None

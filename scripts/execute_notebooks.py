@@ -1,0 +1,61 @@
+"""Execute the notebooks top to bottom and save them with their outputs (full MNIST, full runs).
+
+    python scripts/execute_notebooks.py [NAME ...] [--smoke] [--out DIR]
+
+Each notebook runs in a fresh kernel from the notebooks/ folder. Its metadata records a hash of its
+code cells ("mnistjax": {"code_sha256": ...}), so the tests can tell a notebook whose code changed
+since its outputs were made. ``--smoke`` runs them the way the tests do (the embedded sample, few
+epochs); ``--out DIR`` writes there instead of over the committed notebooks.
+"""
+
+import argparse
+import hashlib
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+MAX_BYTES = 2_000_000
+
+
+def code_sha256(nb) -> str:
+    """The hash of a notebook's code cells, in order: what its outputs were made from."""
+    return hashlib.sha256("\n\0".join(c.source for c in nb.cells if c.cell_type == "code").encode()).hexdigest()
+
+
+def execute(path: Path, out: Path, timeout: int = 1800) -> float:
+    nb = nbformat.read(path, as_version=4)
+    t = time.perf_counter()
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    seconds = time.perf_counter() - t
+    nb.metadata["mnistjax"] = {"code_sha256": code_sha256(nb)}
+    nb.metadata.pop("widgets", None)  # progress bars: their text is in the outputs, their widget state is not needed
+    nbformat.write(nb, out)
+    size = out.stat().st_size
+    if size > MAX_BYTES:
+        sys.exit(f"{out}: {size:,} bytes; expected at most {MAX_BYTES:,}")
+    return seconds
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("names", nargs="*", help="notebooks to run (default: all), e.g. 03_training_a_classifier")
+    p.add_argument("--smoke", action="store_true", help="run as the tests do: the embedded sample, few epochs")
+    p.add_argument("--out", metavar="DIR", help="write the executed notebooks here (default: over the committed ones)")
+    args = p.parse_args()
+    if args.smoke:
+        os.environ["MNISTJAX_SMOKE"] = "1"
+    paths = [NOTEBOOKS / f"{n}.ipynb" for n in args.names] or sorted(NOTEBOOKS.glob("*.ipynb"))
+    for path in paths:
+        out = Path(args.out) / path.name if args.out else path
+        out.parent.mkdir(parents=True, exist_ok=True)
+        seconds = execute(path, out)
+        print(f"{path.stem}: {seconds:.0f} s, {out.stat().st_size / 1e6:.2f} MB -> {out}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
