@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache, partial
 from typing import Callable, NamedTuple
 
@@ -212,9 +213,9 @@ def train_epoch(ts: TrainState, data_key, model_key, learner: Learner, data: Dat
 
 
 @partial(jax.jit, static_argnames=("model", "chunk"))
-def predict(params, model_state, x: jax.Array, model: Module, chunk: int = 1000) -> jax.Array:
+def predict(params, model_state, x: jax.Array, model: Module, chunk: int = 500) -> jax.Array:
     """Logits in evaluation mode for many images, at most ``chunk`` at a time to bound memory:
-    (N, 28, 28) -> (N, n_out). The chunks are equal and as few as fit (2038 images: 3 x 680)."""
+    (N, 28, 28) -> (N, n_out). The chunks are equal and as few as fit (2038 images: 5 x 408)."""
     n = x.shape[0]
     size = -(-n // -(-n // chunk))
     xs = jnp.pad(x, ((0, -n % size), (0, 0), (0, 0))).reshape(-1, size, *x.shape[1:])
@@ -313,6 +314,21 @@ def _is_many(key: jax.Array) -> bool:
     return key.ndim == 1
 
 
+def _begin(learner: Learner, key: jax.Array, start: TrainState | None, same_batches: bool):
+    """What a fit starts from: the TrainState (``start``, or fresh from ``key``) and the data and model keys."""
+    many = key.ndim == 1
+    ts = start if start is not None else (init_many(learner, key) if many else init(learner, key))
+    data_key, model_key = jax.vmap(stream_keys)(key) if many else stream_keys(key)
+    return ts, data_key[0] if many and same_batches else data_key, model_key
+
+
+def _compile(epoch_fn, *args):
+    """The epoch program compiled for these arguments (arrays or their shapes), and the seconds it took."""
+    t0 = time.perf_counter()
+    compiled = epoch_fn.lower(*args).compile()
+    return compiled, time.perf_counter() - t0
+
+
 def fit(learner: Learner, data: Data, epochs: int, key: jax.Array, *, start: TrainState | None = None,
         history: list[dict] = (), same_batches: bool = False, progress: bool = True,
         on_epoch: Callable[[int, TrainState, list], None] | None = None) -> FitResult:
@@ -333,19 +349,20 @@ def fit(learner: Learner, data: Data, epochs: int, key: jax.Array, *, start: Tra
     many = _is_many(key)
     history = list(history)
     check(learner, data, epochs, len(history))
-    ts = start if start is not None else (init_many(learner, key) if many else init(learner, key))
-    data_key, model_key = jax.vmap(stream_keys)(key) if many else stream_keys(key)
-    if many and same_batches:
-        data_key = data_key[0]
-    if learner.mesh is not None:  # everything but the batches lives whole on every device
+    epoch_fn = _compiled_epoch(learner, key.shape[0] if many else None, same_batches)
+    begin = partial(_begin, learner, start=start, same_batches=same_batches)
+    if learner.mesh is None:  # the epoch compiles from the shapes alone while init draws the params: two at once
+        shapes = jax.eval_shape(begin, key)
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(_compile, epoch_fn, *shapes, len(history), data)
+            ts, data_key, model_key = begin(key)
+            compiled, compile_seconds = pending.result()
+    else:  # everything but the batches lives whole on every device
         if learner.batch_size % learner.mesh.size:
             raise MnistjaxError(f"{learner.batch_size}: not a multiple of the {learner.mesh.size} devices; "
                                 "expected each device to get an equal share", param="batch_size")
-        ts, data_key, model_key, data = _replicate((ts, data_key, model_key, data), learner.mesh)
-    epoch_fn = _compiled_epoch(learner, key.shape[0] if many else None, same_batches)
-    t0 = time.perf_counter()
-    compiled = epoch_fn.lower(ts, data_key, model_key, len(history), data).compile()
-    compile_seconds = time.perf_counter() - t0
+        ts, data_key, model_key, data = _replicate((*begin(key), data), learner.mesh)
+        compiled, compile_seconds = _compile(epoch_fn, ts, data_key, model_key, len(history), data)
     bar = tqdm(range(len(history), epochs), disable=not progress, file=sys.stderr, desc="epochs", leave=False)
     diverged, logits, t0 = [None] * (key.shape[0] if many else 1), None, time.perf_counter()
     for epoch in bar:

@@ -53,7 +53,7 @@ def server(mnist_dir, tmp_path_factory):
         shutil.copy(mnist_dir / f"{name}.gz", root / "good")
         raw = bytearray(gzip.decompress((mnist_dir / f"{name}.gz").read_bytes()))
         raw[-1] ^= 0xFF  # one flipped pixel: valid gzip, valid IDX, wrong hash
-        (root / "bad" / f"{name}.gz").write_bytes(gzip.compress(bytes(raw)))
+        (root / "bad" / f"{name}.gz").write_bytes(gzip.compress(bytes(raw), compresslevel=1))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: Handler(*a, directory=str(root)))
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"

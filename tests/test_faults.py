@@ -227,9 +227,9 @@ def test_a_partial_or_corrupt_cache_is_repaired_not_replaced_by_tiny(server, mni
 def test_trickling_and_stalling_mirrors_are_given_up_on(server, tmp_path):
     t = time.monotonic()
     data.fetch(tmp_path, [f"{server}/trickle", f"{server}/stall", f"{server}/good"], progress=False,
-               timeout=2, min_rate=1000, grace=2)
+               timeout=1, min_rate=1000, grace=1)
     assert data.load_idx_dir(mnist_cache(tmp_path), strict=True).verified
-    assert time.monotonic() - t < 4 * (2 + 2) + 20  # each file: ≈ 2 s of trickle, ≈ 2 s of stall, then the good one
+    assert time.monotonic() - t < 4 * (1 + 1) + 20  # each file: ≈ 1 s of trickle, ≈ 1 s of stall, then the good one
 
 
 def test_two_processes_fetching_into_one_cache_both_succeed(server, tmp_path):

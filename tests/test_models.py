@@ -14,13 +14,12 @@ class ModelShapeTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     def test_every_model_gives_n_out_logits(self):
         x = jnp.zeros((5, 28, 28))
-        for name in models.MODELS:
-            for n_out in (1, 10):
-                m = models.build(name, n_out)
-                params, state = layers.init(m, jax.random.key(0))
-                out, new_state = self.variant(m.apply, static_argnums=(4,))(params, state, x, jax.random.key(1), True)
-                chex.assert_shape(out, (5, n_out))
-                assert jax.tree.structure(new_state) == jax.tree.structure(state), name
+        for name, n_out in [(name, 10) for name in models.MODELS] + [("linear", 1), ("cnn", 1)]:
+            m = models.build(name, n_out, **({"channels": (4, 8, 16)} if name == "resnet" else {}))
+            params, state = layers.init(m, jax.random.key(0))
+            out, new_state = self.variant(m.apply, static_argnums=(4,))(params, state, x, jax.random.key(1), True)
+            chex.assert_shape(out, (5, n_out))
+            assert jax.tree.structure(new_state) == jax.tree.structure(state), name
 
 
 def test_simple_net_is_the_books():

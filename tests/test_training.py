@@ -108,14 +108,13 @@ def test_the_hand_written_sgd_trains_exactly_like_optax_sgd(d37):
     chex.assert_trees_all_close(runs[0].params, runs[1].params, rtol=1e-6)
 
 
-@pytest.mark.parametrize("name,epochs,opt,batch,floor", [("linear", 5, optax.sgd(1.0), 256, 0.93),
-                                                         ("simple_net", 10, optax.sgd(0.1), 256, 0.9),
-                                                         ("cnn", 2, optax.adam(1e-3), 256, 0.9),
-                                                         ("cnn_bn", 2, optax.adam(1e-3), 256, 0.9),
-                                                         # running statistics need some steps to catch up
-                                                         ("resnet", 3, optax.adam(1e-3), 64, 0.95)])
-def test_short_runs_learn_on_the_embedded_sample(d37, name, epochs, opt, batch, floor):
-    r = fit(Learner(models.build(name, 1), losses.binary, opt, batch), d37, epochs, jax.random.key(0), progress=False)
+@pytest.mark.parametrize("name,args,epochs,opt,batch,floor", [
+    ("linear", {}, 5, optax.sgd(1.0), 256, 0.93), ("simple_net", {}, 10, optax.sgd(0.1), 256, 0.9),
+    ("cnn", {}, 2, optax.adam(1e-3), 256, 0.9), ("fast_cnn", {}, 2, optax.adam(1e-3), 128, 0.9),
+    ("cnn_bn", {}, 2, optax.adam(1e-3), 256, 0.9),
+    ("resnet", {"channels": (8, 16, 16)}, 3, optax.adam(1e-3), 64, 0.9)])  # running statistics need steps to catch up
+def test_short_runs_learn_on_the_embedded_sample(d37, name, args, epochs, opt, batch, floor):
+    r = fit(Learner(models.build(name, 1, **args), losses.binary, opt, batch), d37, epochs, jax.random.key(0), progress=False)
     assert r.history[-1]["train_loss"] < r.history[0]["step_losses"][0]
     assert r.history[-1]["valid_accuracy"] > floor
 
@@ -296,3 +295,12 @@ def test_ema_of_the_params_is_what_validation_uses(d37):
     chex.assert_trees_all_close(r.valid_logits, predict(r.ema_params, r.model_state, d37.x_valid, learner.model),
                                 rtol=1e-5, atol=1e-6)
     assert r.eval_params is r.ema_params and init(learner._replace(ema=0.0), jax.random.key(0)).ema_params is None
+
+
+@pytest.mark.parametrize("n", [1, 6, 7, 8, 20])
+def test_predict_in_chunks_equals_one_apply(n):
+    m = models.cnn_bn(10, channels=(4, 8))
+    params, state = layers.init(m, jax.random.key(0))
+    x = jax.random.uniform(jax.random.key(n), (n, 28, 28))
+    chex.assert_trees_all_close(predict(params, state, x, m, chunk=7), m.apply(params, state, x, None, False)[0],
+                                rtol=1e-5, atol=1e-6)
