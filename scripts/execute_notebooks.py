@@ -1,6 +1,6 @@
 """Execute the notebooks top to bottom and save them with their outputs (full MNIST, full runs).
 
-    python scripts/execute_notebooks.py [NAME ...] [--smoke] [--out DIR]
+    python scripts/execute_notebooks.py [NAME ...] [--data-dir ../shared/data/mnist] [--smoke] [--out DIR]
 
 Each notebook runs in a fresh kernel from the notebooks/ folder. Its metadata records a hash of its
 code cells ("mnistjax": {"code_sha256": ...}), so the tests can tell a notebook whose code changed
@@ -44,11 +44,15 @@ def execute(path: Path, out: Path, timeout: int = 1800) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("names", nargs="*", help="notebooks to run (default: all), e.g. 03_training_a_classifier")
+    p.add_argument("--data-dir", default="../shared/data/mnist",
+                   help="the full MNIST files, for the kernels (they read $MNISTJAX_DATA; default ../shared/data/mnist)")
     p.add_argument("--smoke", action="store_true", help="run as the tests do: the embedded sample, few epochs")
     p.add_argument("--out", metavar="DIR", help="write the executed notebooks here (default: over the committed ones)")
     args = p.parse_args()
     if args.smoke:
         os.environ["MNISTJAX_SMOKE"] = "1"
+    else:
+        os.environ["MNISTJAX_DATA"] = str(Path(args.data_dir).resolve())  # full MNIST, never the fallback sample
     paths = [NOTEBOOKS / f"{n}.ipynb" for n in args.names] or sorted(NOTEBOOKS.glob("*.ipynb"))
     for path in paths:
         out = Path(args.out) / path.name if args.out else path
