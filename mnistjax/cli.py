@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from mnistjax import config as mconfig
-from mnistjax import data
+from mnistjax import data, files
 from mnistjax.data.load import is_local
 from mnistjax.errors import MnistjaxError, TrainingDiverged
 from mnistjax.files import strict_json
@@ -240,10 +240,8 @@ def cmd_recipes(args):
 
 
 def cmd_baseline(args):
-    from mnistjax import files, plots, reports, tables
+    from mnistjax import plots, reports, tables
 
-    if args.figures:
-        files.writable_dir(args.figures, "figures")
     ds = load_data(args)
     report = reports.baseline(ds, data.parse_classes(args.classes, ds.classes), args.distance)
     _save_figures(args.figures, lambda: plots.baseline_figures(report))
@@ -259,12 +257,10 @@ def cmd_knn(args):
 
 
 def cmd_sgd(args):
-    from mnistjax import files, plots, reports, tables
+    from mnistjax import plots, reports, tables
 
     if args.steps < 1 or not 0 < args.lr < float("inf"):
         raise MnistjaxError(f"--steps {args.steps} --lr {args.lr}: expected steps >= 1 and a finite learning rate > 0")
-    if args.figures:
-        files.writable_dir(args.figures, "figures")
     cases = reports.learning_rates()
     report = reports.sgd_example(args.seed, args.steps, args.lr, max(args.steps, 10_000))
     _save_figures(args.figures, lambda: {**plots.learning_rate_figures(cases), **plots.sgd_figures(report)})
@@ -272,7 +268,7 @@ def cmd_sgd(args):
 
 
 def cmd_train(args):
-    from mnistjax import files, plots, reports, tables
+    from mnistjax import plots, reports, tables
 
     cfg = run_config(args)
     if args.show_config:
@@ -284,8 +280,7 @@ def cmd_train(args):
         raise MnistjaxError("saves one model; with several seeds or lrs, drop --save", param="save")
     if args.resume and not cfg.checkpoint_dir:
         raise MnistjaxError("needs --checkpoint-dir (where the checkpoint is)", param="resume")
-    for name, path in (("figures", args.figures), ("checkpoint_dir", cfg.checkpoint_dir),
-                       ("save", args.save and Path(args.save).parent)):
+    for name, path in (("checkpoint_dir", cfg.checkpoint_dir), ("save", args.save and Path(args.save).parent)):
         if path:
             files.writable_dir(path, name)
     log = files.open_log(args.log) if args.log else None
@@ -307,11 +302,9 @@ def cmd_train(args):
 
 def cmd_run(args):
     """The main job: the chapter end to end on 3 vs 7, one row per step, the book's figure beside ours."""
-    from mnistjax import files, plots, reports, tables
+    from mnistjax import plots, reports, tables
 
     t0 = time.perf_counter()
-    if args.figures:
-        files.writable_dir(args.figures, "figures")
     figures = {"baseline": plots.baseline_figures, **{name: plots.training_figures for name in reports.CHAPTER_RECIPES}}
 
     def save(name, report):  # called from the step's own thread
@@ -326,12 +319,10 @@ def cmd_run(args):
 def cmd_predict(args):
     import numpy as np
 
-    from mnistjax import files, preprocess, saved, tables
+    from mnistjax import preprocess, saved, tables
 
     if args.top < 1:
         raise MnistjaxError(f"{args.top}: expected 1 or more", param="top")
-    if args.show:
-        files.writable_dir(args.show, "show")
     m = saved.load_model(args.model)
     paths = preprocess.image_files(args.images)
     if not paths:
@@ -370,11 +361,9 @@ def _png(image) -> bytes:
 
 
 def cmd_interpret(args):
-    from mnistjax import files, interpret, plots, reports, saved, tables
+    from mnistjax import interpret, plots, reports, saved, tables
     from mnistjax.training import predict
 
-    if args.figures:
-        files.writable_dir(args.figures, "figures")
     m = saved.load_model(args.model)
     cfg = m.info.get("config", {})
     given = "dataset" in vars(args) or "data_dir" in vars(args)
@@ -388,11 +377,9 @@ def cmd_interpret(args):
 
 
 def cmd_lr_find(args):
-    from mnistjax import files, plots, reports, tables
+    from mnistjax import plots, reports, tables
 
     cfg = run_config(args)
-    if args.figures:
-        files.writable_dir(args.figures, "figures")
     p = reports.prepare(load_data(args, cfg.dataset, cfg.data_dir, cfg.class_names), cfg.classes)
     report = reports.lr_find(cfg, p, args.start_lr, args.end_lr, args.num_it)
     _save_figures(args.figures, lambda: {"lr_find": plots.lr_find_figure(report.summary)})
@@ -570,6 +557,9 @@ def main(argv: list[str] | None = None) -> int:
         loading = _start_loading(argv)
         args = build_parser().parse_args(argv)
         args.loading = loading
+        for name in ("figures", "show"):  # every output folder is checked before any work starts
+            if vars(args).get(name):
+                files.writable_dir(vars(args)[name], name)
         with _compile_cache_trouble(use_compile_cache(args)):
             args.func(args)
         # What is alive now lives until exit: keep the garbage collector's passes at interpreter exit from

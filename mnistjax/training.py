@@ -329,6 +329,23 @@ def _compile(epoch_fn, *args):
     return compiled, time.perf_counter() - t0
 
 
+def _ready(learner: Learner, data: Data, key: jax.Array, start: TrainState | None, same_batches: bool, done: int):
+    """The compiled epoch program of a fit, its compile seconds, and what it starts from: (TrainState,
+    data key, model key, data), placed on the mesh's devices when there is one."""
+    epoch_fn = _compiled_epoch(learner, key.shape[0] if key.ndim else None, same_batches)
+    begin = partial(_begin, learner, start=start, same_batches=same_batches)
+    if learner.mesh is None:  # the epoch compiles from the shapes alone while init draws the params: two at once
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(_compile, epoch_fn, *jax.eval_shape(begin, key), done, data)
+            ts, data_key, model_key = begin(key)
+            return *pending.result(), (ts, data_key, model_key, data)
+    if learner.batch_size % learner.mesh.size:
+        raise MnistjaxError(f"{learner.batch_size}: not a multiple of the {learner.mesh.size} devices; "
+                            "expected each device to get an equal share", param="batch_size")
+    placed = _replicate((*begin(key), data), learner.mesh)  # everything but the batches whole on every device
+    return *_compile(epoch_fn, *placed[:3], done, placed[3]), placed
+
+
 def fit(learner: Learner, data: Data, epochs: int, key: jax.Array, *, start: TrainState | None = None,
         history: list[dict] = (), same_batches: bool = False, progress: bool = True,
         on_epoch: Callable[[int, TrainState, list], None] | None = None) -> FitResult:
@@ -349,20 +366,7 @@ def fit(learner: Learner, data: Data, epochs: int, key: jax.Array, *, start: Tra
     many = _is_many(key)
     history = list(history)
     check(learner, data, epochs, len(history))
-    epoch_fn = _compiled_epoch(learner, key.shape[0] if many else None, same_batches)
-    begin = partial(_begin, learner, start=start, same_batches=same_batches)
-    if learner.mesh is None:  # the epoch compiles from the shapes alone while init draws the params: two at once
-        shapes = jax.eval_shape(begin, key)
-        with ThreadPoolExecutor(1) as pool:
-            pending = pool.submit(_compile, epoch_fn, *shapes, len(history), data)
-            ts, data_key, model_key = begin(key)
-            compiled, compile_seconds = pending.result()
-    else:  # everything but the batches lives whole on every device
-        if learner.batch_size % learner.mesh.size:
-            raise MnistjaxError(f"{learner.batch_size}: not a multiple of the {learner.mesh.size} devices; "
-                                "expected each device to get an equal share", param="batch_size")
-        ts, data_key, model_key, data = _replicate((*begin(key), data), learner.mesh)
-        compiled, compile_seconds = _compile(epoch_fn, ts, data_key, model_key, len(history), data)
+    compiled, compile_seconds, (ts, data_key, model_key, data) = _ready(learner, data, key, start, same_batches, len(history))
     bar = tqdm(range(len(history), epochs), disable=not progress, file=sys.stderr, desc="epochs", leave=False)
     diverged, logits, t0 = [None] * (key.shape[0] if many else 1), None, time.perf_counter()
     for epoch in bar:
