@@ -489,7 +489,7 @@ def valley(lrs: np.ndarray, losses: np.ndarray) -> float:
     for i in range(1, n):  # the longest decreasing subsequence ending at each point
         run[i] = 1 + max((run[j] for j in range(i) if losses[i] < losses[j]), default=0)
         end = i if run[i] > run[end] else end
-    start = end - run[end] + 1
+    start = end - run[end]  # one before the stretch, as fastai counts it
     sections = (end - start) / 3
     return float(lrs[start + int(sections) + int(sections / 2)])
 

@@ -1,6 +1,7 @@
 """Pictures brought to MNIST's form: MNIST's own test digits, scaled up, inverted, in colour, off-centre
 on a large canvas, come back as the model saw the originals."""
 
+import chex
 import numpy as np
 import pytest
 from PIL import Image
@@ -79,3 +80,32 @@ def test_a_model_sees_the_pictures_as_it_saw_the_originals(tiny, tmp_path):
     original = saved.probabilities(model, digits / np.float32(255)).argmax(1)
     seen = saved.probabilities(model, np.stack(pictures)).argmax(1)
     assert (original == seen).mean() >= 0.95, (original == seen).mean()
+
+
+def _moments(im):
+    r, c = np.mgrid[:im.shape[0], :im.shape[1]]
+    m = im.sum()
+    mr, mc = (r * im).sum() / m, (c * im).sum() / m
+    return mr, mc, ((r - mr) * (c - mc) * im).sum() / ((r - mr) ** 2 * im).sum()
+
+
+class DeskewTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_deskew_straightens_a_slanted_stroke_and_centres_it(self):
+        x = np.zeros((2, 28, 28), np.float32)
+        for i in range(4, 22):  # a stroke leaning right by 1 column every 2 rows, off centre
+            x[0, i, 6 + (21 - i) // 2: 9 + (21 - i) // 2] = 1.0
+        x[1, 6:22, 13:15] = 1.0  # upright already
+        out = np.asarray(self.variant(preprocess.deskew)(x))
+        chex.assert_shape(out, (2, 28, 28))
+        assert abs(_moments(x[0])[2]) > 0.4
+        for im, before in zip(out, x):
+            mr, mc, slant = _moments(im)
+            assert abs(slant) < 0.05 and abs(mr - 14) < 0.6 and abs(mc - 14) < 0.6  # upright, centred as scipy does
+            np.testing.assert_allclose(im.sum(), before.sum(), rtol=0.05)  # the ink stays
+
+
+def test_deskew_keeps_uint8_images_uint8(tiny):
+    out = np.asarray(preprocess.deskew(tiny.test.images[:5]))
+    assert out.dtype == np.uint8 and out.shape == (5, 28, 28)
+    assert np.all(np.abs([_moments(o.astype(np.float64))[2] for o in out]) < 0.1)

@@ -10,7 +10,7 @@ import pytest
 
 from mnistjax import data, metrics, plots, reports
 from mnistjax.distances import cosine, rmse
-from mnistjax.prototypes import classify, fit_prototypes, is_3, kmeans_prototypes, nearest
+from mnistjax.prototypes import classify, fit_prototypes, is_3, kmeans_prototypes, knn, nearest
 from tests_helpers import run_cli
 
 BOOK = {"3": 0.9168, "7": 0.9854}
@@ -130,3 +130,46 @@ def test_nearest_is_jit_compiled_once_per_shape(tiny):
     before = nearest._cache_size()
     nearest(x + 0.1, x[3:6])
     assert nearest._cache_size() == before
+
+
+def _knn_reference(train, labels, test, k, distance, weighted):
+    """k-NN in NumPy, float64 (exact integers for L2 and L1): the nearest first, ties to the first image."""
+    a, b = test.reshape(len(test), -1).astype(np.int64), train.reshape(len(train), -1).astype(np.int64)
+    if distance == "l2":
+        d = np.sqrt((a**2).sum(1)[:, None] + (b**2).sum(1)[None] - 2 * a @ b.T)
+    elif distance == "l1":
+        d = np.abs(a[:, None] - b[None]).sum(-1)
+    else:
+        d = 1 - a @ b.T / (np.linalg.norm(a, axis=1)[:, None] * np.linalg.norm(b, axis=1)[None])
+    idx = np.argsort(d, 1, kind="stable")[:, :k]
+    w = 1 / (np.take_along_axis(d, idx, 1) + 1e-6) if weighted else np.broadcast_to(1 + 1e-3 / (1 + np.arange(k)), idx.shape)
+    scores = np.zeros((len(test), 10))
+    np.add.at(scores, (np.arange(len(test))[:, None], labels[idx]), w)
+    return scores.argmax(1)
+
+
+@pytest.mark.parametrize("k, distance, weighted", [(1, "l2", False), (3, "l2", False), (5, "l2", True), (3, "cosine", False),
+                                                   (1, "l1", False), (4, "l1", True)])
+def test_knn_against_numpy(tiny, k, distance, weighted):
+    train, labels, test = tiny.train.images[:3000], tiny.train.labels[:3000], tiny.test.images[:130]
+    got = knn(jnp.asarray(train), jnp.asarray(labels), jnp.asarray(test), 10, k, distance, weighted, chunk=50)
+    chex.assert_shape(got, (130,))
+    np.testing.assert_array_equal(got, _knn_reference(train, labels, test, k, distance, weighted))
+
+
+def test_knn_reproduces_lecuns_table(mnist):
+    """1-NN with L2 on full MNIST: 3.09 % test error, as LeCun's table gives it; deskewed: better, as there."""
+    plain = reports.knn(mnist, tuple(range(10)))
+    assert plain["accuracy"] == plain["lecun"] == 0.9691
+    deskewed = reports.knn(mnist, tuple(range(10)), deskew=True)
+    assert deskewed["lecun"] == 0.976 and deskewed["accuracy"] > 0.975, deskewed["accuracy"]
+
+
+def test_knn_command(tmp_path):
+    out = json.loads(run_cli("knn", "--dataset", "tiny", "--k", "3", "--weighted", "--deskew", "--classes", "3,7",
+                             "--json").stdout)
+    assert {"accuracy", "per_class_accuracy", "k", "distance", "seconds"} <= set(out)
+    assert (out["k"], out["distance"], out["weighted"], out["deskew"]) == (3, "l2", True, True)
+    assert set(out["per_class_accuracy"]) == {"3", "7"} and out["accuracy"] > 0.95 and "lecun" not in out
+    err = run_cli("knn", "--dataset", "tiny", "--k", "0", check_rc=2).stderr
+    assert err.count("\n") == 1 and "--k" in err

@@ -272,6 +272,27 @@ def test_lr_find_suggestion_rules_on_a_curve():
     assert training.minimum(lrs, losses) == pytest.approx(lrs[np.nanargmin(losses[6:45]) + 6] / 10)
 
 
+def test_valley_is_fastais():
+    """fastai.callback.schedule.valley, transcribed: the same index on noisy curves."""
+    def fastai_valley(lrs, losses):
+        lrs, losses = lrs[len(losses) // 10:-5], losses[len(losses) // 10:-5]
+        n, max_start, max_end, lds = len(losses), 0, 0, [1] * len(losses)
+        for i in range(1, n):
+            for j in range(0, i):
+                if losses[i] < losses[j] and lds[i] < lds[j] + 1:
+                    lds[i] = lds[j] + 1
+                if lds[max_end] < lds[i]:
+                    max_end, max_start = i, i - lds[i]
+        sections = (max_end - max_start) / 3
+        return lrs[max_start + int(sections) + int(sections / 2)]
+
+    rng = np.random.default_rng(0)
+    lrs = np.logspace(-6, 1, 100)
+    for _ in range(20):
+        losses = 1 / (1 + np.exp(3 * (np.log10(lrs) + 2))) + rng.normal(0, 0.05, 100)
+        assert training.valley(lrs, losses) == fastai_valley(lrs, losses)
+
+
 def test_random_rotate_turns_about_the_centre():
     x = jnp.zeros((3, 28, 28)).at[:, 4:24, 13:15].set(1.0)  # a vertical bar through the centre
     same, y = training.random_rotate(1e-6)(jax.random.key(0), x, jnp.arange(3))
