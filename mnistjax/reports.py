@@ -193,7 +193,7 @@ def sgd_example(seed: int = 42, steps: int = 10, lr: float = 1e-5, long_steps: i
         "lr_sweep": {"lrs": _floats(lrs), "final_loss": _floats(sweep[:, -1]),
                      "diverged": np.asarray(diverged(sweep)).tolist(), "steps": 1000},
     }
-    return SGDExample(summary, *jax.device_get((t, speed, book.params, variants)),
+    return SGDExample(summary, *jax.device_get((t, speed, book.params)), {k: np.asarray(v) for k, v in variants.items()},
                       jax.device_get((lrs, sweep[:, -1], diverged(sweep))))
 
 

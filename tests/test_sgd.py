@@ -79,6 +79,7 @@ def test_roller_coaster_against_least_squares_and_reproducible():
     assert not sweep["diverged"][0] and sweep["diverged"][-1]
     json.dumps(a, allow_nan=False)
     assert set(plots.sgd_figures(report)) == {"sgd_scatter", "show_preds", "roller_coaster_loss", "lr_sweep"}
+    assert next(iter(report.variants)) == "sgd lr=1e-5, raw time (the book)"  # the legend's order: the book first
 
 
 def test_lstsq_matches_numpy():
