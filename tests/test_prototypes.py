@@ -162,7 +162,7 @@ def test_knn_reproduces_lecuns_table(mnist):
     plain = reports.knn(mnist, tuple(range(10)))
     assert plain["accuracy"] == plain["lecun"] == 0.9691
     deskewed = reports.knn(mnist, tuple(range(10)), deskew=True)
-    assert deskewed["lecun"] == 0.976 and deskewed["accuracy"] > 0.975, deskewed["accuracy"]
+    assert deskewed["lecun"] == 0.976 and deskewed["accuracy"] > 0.98, deskewed["accuracy"]  # 0.9844 here
 
 
 def test_knn_command(tmp_path):
