@@ -1,7 +1,6 @@
 """The command line as a user meets it: real processes, JSON on stdout, one-line errors with exit 2."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from PIL import Image
 
 from mnistjax import config, data, reports
 from tests_helpers import run_cli as mnistjax
+from tests_helpers import start_cli
 
 
 def strict(text: str):
@@ -230,8 +230,7 @@ def test_book_numbers_only_for_mnist(tmp_path, tiny):
 
 
 def test_ctrl_c_in_run_exits_130_at_once():
-    proc = subprocess.Popen([sys.executable, "-m", "mnistjax.cli", "run", "--dataset", "tiny", "--no-compile-cache"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ})
+    proc = start_cli("run", "--dataset", "tiny", "--no-compile-cache", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(6)  # JAX imported, the steps compiling and training side by side
     t = time.monotonic()
     proc.send_signal(signal.SIGINT)

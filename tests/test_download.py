@@ -17,6 +17,7 @@ from mnistjax import data
 from mnistjax.data.download import mnist_cache
 from mnistjax.data.idx_dir import FILES
 from mnistjax.errors import MnistjaxError
+from tests_helpers import start_cli
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
@@ -130,9 +131,8 @@ def test_killed_download_leaves_nothing_that_verifies(server, tmp_path, monkeypa
 def test_ctrl_c_during_a_download_exits_at_once(server, tmp_path, monkeypatch):
     # The CLI loads the data in a thread while it imports JAX: Ctrl-C must not wait for that thread.
     monkeypatch.delenv("MNISTJAX_DATA", raising=False)
-    env = {**os.environ, "MNISTJAX_CACHE": str(tmp_path), "MNISTJAX_MIRRORS": f"{server}/slow"}
-    proc = subprocess.Popen([sys.executable, "-m", "mnistjax.cli", "data", "info", "--dataset", "mnist", "--json"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = start_cli("data", "info", "--dataset", "mnist", "--json", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                     env={"MNISTJAX_CACHE": str(tmp_path), "MNISTJAX_MIRRORS": f"{server}/slow"})
     deadline = time.monotonic() + 60
     while not any(mnist_cache(tmp_path).glob(".staging-*/*.gz")) and time.monotonic() < deadline:
         time.sleep(0.05)

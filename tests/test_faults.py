@@ -29,7 +29,7 @@ from mnistjax.data.download import mnist_cache
 from mnistjax.data.idx import parse_idx, read_bytes
 from mnistjax.data.idx_dir import FILES
 from mnistjax.errors import MnistjaxError
-from tests_helpers import run_cli
+from tests_helpers import run_cli, start_cli
 
 RNG = random.Random(0)
 
@@ -273,17 +273,20 @@ def test_kill_9_at_random_points_then_resume_ends_like_an_uninterrupted_run(tmp_
 
 
 def test_ctrl_c_at_random_points_of_run_exits_130_at_once(tmp_path):
+    interrupted = 0
     for delay in (RNG.uniform(0.5, 3), RNG.uniform(3, 9)):
-        proc = subprocess.Popen([sys.executable, "-m", "mnistjax.cli", "run", "--dataset", "tiny", "--compile-cache",
-                                 str(tmp_path / "xla")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = start_cli("run", "--dataset", "tiny", "--compile-cache", str(tmp_path / "xla"), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
         time.sleep(delay)
         t = time.monotonic()
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
         if proc.returncode == 0:
             continue  # it had finished already
+        interrupted += 1
         assert time.monotonic() - t < 2 and "Traceback" not in err, err
         assert proc.returncode in (130, -signal.SIGINT), err  # -SIGINT: interrupted while Python was starting
+    assert interrupted, "both runs finished before Ctrl-C: the first comes within 3 s, before any run can be done"
 
 
 # Output paths, checked before any work starts.

@@ -1,6 +1,7 @@
 """Helpers the tests share (not fixtures): running the real CLI in a subprocess."""
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -12,3 +13,11 @@ def run_cli(*args, env=None, check_rc=0):
     if check_rc is not None:
         assert proc.returncode == check_rc, proc.stderr
     return proc
+
+
+def start_cli(*args, env=None, **kwargs) -> subprocess.Popen:
+    """Start ``python -m mnistjax.cli ARGS`` with Ctrl-C at its default, as in a terminal: a job a shell
+    starts in the background (``cmd &``) ignores SIGINT, its children inherit that, and Python then
+    never raises KeyboardInterrupt."""
+    return subprocess.Popen([sys.executable, "-m", "mnistjax.cli", *args], env={**os.environ, **(env or {})}, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
