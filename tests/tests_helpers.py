@@ -16,8 +16,11 @@ def run_cli(*args, env=None, check_rc=0):
 
 
 def start_cli(*args, env=None, **kwargs) -> subprocess.Popen:
-    """Start ``python -m mnistjax.cli ARGS`` with Ctrl-C at its default, as in a terminal: a job a shell
-    starts in the background (``cmd &``) ignores SIGINT, its children inherit that, and Python then
-    never raises KeyboardInterrupt."""
+    """Start ``python -m mnistjax.cli ARGS`` so that Ctrl-C reaches it as in a terminal. A job a shell starts
+    in the background (``cmd &``) ignores SIGINT and its children inherit that (Python then never raises
+    KeyboardInterrupt), so this process takes Python's usual handler back first; a handled signal is
+    reset to its default in the child."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     return subprocess.Popen([sys.executable, "-m", "mnistjax.cli", *args], env={**os.environ, **(env or {})}, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
+                            **kwargs)
