@@ -252,10 +252,10 @@ def lr_find_figure(summary: dict) -> Figure:
     lrs = np.asarray(summary["lrs"], float)
     fig = Figure(figsize=(5.5, 3.6))
     ax = fig.add_subplot()
-    runs = np.array([[np.nan if v is None else v for v in run] for run in summary.get("runs", [])], float)
+    runs = np.array(summary.get("runs", []), float)  # JSON's nulls (a diverged stretch) become NaN
     if len(runs):
         ax.fill_between(lrs, np.nanmin(runs, 0), np.nanmax(runs, 0), alpha=0.25, label=f"{len(runs)} seeds, min to max")
-    mean = np.array([np.nan if v is None else v for v in summary["losses"]], float)
+    mean = np.array(summary["losses"], float)
     ax.plot(lrs, mean, label="loss (smoothed)")
     for (name, lr), marker in zip(summary["suggestions"].items(), "ovs"):
         ax.plot([lr], [np.interp(np.log(lr), np.log(lrs[np.isfinite(mean)]), mean[np.isfinite(mean)])], marker,

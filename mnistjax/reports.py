@@ -355,9 +355,8 @@ def lr_find(config: RunConfig, p: Prepared, start_lr: float = 1e-7, end_lr: floa
     r = training.lr_find(learner(config, p), p.data, run_keys(config),
                          lambda rate: optimizers.optimizer(config.opt, rate, **config.opt_args), start_lr, end_lr, num_it)
     runs = np.atleast_2d(r.losses)
-    mean = np.where(np.isfinite(runs).all(0), runs.mean(0), np.nan)
     summary = {"config": config.to_dict(), "dataset": p.dataset, "classes": list(p.names), "lrs": _floats(r.lrs),
-               "losses": _floats(mean), "suggestions": r.suggestions,
+               "losses": _floats(r.mean), "suggestions": r.suggestions,
                **({"runs": [_floats(run) for run in runs]} if len(runs) > 1 else {})}
     return LRFindReport(summary, r)
 

@@ -36,8 +36,8 @@ def baseline(r: dict) -> str:
 
 
 def knn(r: dict) -> str:
-    votes = "distance-weighted votes" if r["weighted"] else "one vote each"
-    lines = [f"{r['k']}-nearest neighbours ({r['distance']}, {votes}{', deskewed' if r['deskew'] else ''}) on {r['dataset']}: {r['n_valid']} test images "
+    how = ("distance-weighted votes" if r["weighted"] else "one vote each") + (", deskewed" if r["deskew"] else "")
+    lines = [f"{r['k']}-nearest neighbours ({r['distance']}, {how}) on {r['dataset']}: {r['n_valid']} test images "
              f"among {r['n_train']}, {r['seconds']:.1f} s", f"{'':>12} {'ours':>8}" + (f" {'LeCun':>8}" if "lecun" in r else "")]
     lines += [f"{'accuracy ' + n:>12} {a:8.4f}" for n, a in r["per_class_accuracy"].items()]
     lines.append(f"{'accuracy':>12} {r['accuracy']:8.4f}" + (f" {r['lecun']:8.4f}" if "lecun" in r else ""))

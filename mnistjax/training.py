@@ -198,18 +198,24 @@ def train_epoch(ts: TrainState, data_key, model_key, learner: Learner, data: Dat
     ``model_key`` the model's randomness (dropout). Returns (TrainState, per-step losses (S,),
     the epoch's mean loss)."""
     idx, weights = batch_indices(data_key, data.x_train.shape[0], learner.batch_size, learner.drop_last, learner.shuffle)
+    ts, losses = train_steps(ts, idx, weights, data_key, model_key, learner, data)
+    counts = weights.sum(1)
+    return ts, losses, (losses * counts).sum() / counts.sum()
 
+
+def train_steps(ts: TrainState, idx, weights, data_key, model_key, learner: Learner, data: Data):
+    """Train on the batches ``idx`` (S, B) of ``data.x_train``, examples weighted by ``weights`` (S, B):
+    one scan. Batch i's augmentation key is ``fold_in(data_key, i)``, its dropout key ``fold_in(model_key, i)``.
+    Returns (TrainState, per-step losses (S,))."""
     def step(ts, batch):
-        idx, w, i = batch
-        xb, yb = data.x_train[idx], data.y_train[idx]
+        rows, w, i = batch
+        xb, yb = data.x_train[rows], data.y_train[rows]
         if learner.augment is not None:
             xb, yb = learner.augment(jax.random.fold_in(data_key, i), xb, yb)
         xb, yb, w = (_split_batch(a, learner.mesh) for a in (xb, yb, w))
         return train_step(ts, xb, yb, learner, jax.random.fold_in(model_key, i), w)
 
-    ts, losses = jax.lax.scan(step, ts, (idx, weights, jnp.arange(idx.shape[0])))
-    counts = weights.sum(1)
-    return ts, losses, (losses * counts).sum() / counts.sum()
+    return jax.lax.scan(step, ts, (idx, weights, jnp.arange(idx.shape[0])))
 
 
 @partial(jax.jit, static_argnames=("model", "chunk"))
@@ -422,6 +428,7 @@ def init_many(learner: Learner, keys: jax.Array, learning_rates: jax.Array | Non
 class LRFind(NamedTuple):
     lrs: np.ndarray           # (T,) the rates tried, growing exponentially
     losses: np.ndarray        # (T,), or (K, T) for K runs: smoothed losses, NaN from where a run diverged
+    mean: np.ndarray          # (T,): the runs' mean where every run is still going, NaN after
     suggestions: dict         # {"valley", "steep", "minimum"}: rates, as fastai suggests them
 
 
@@ -440,25 +447,17 @@ def lr_find(learner: Learner, data: Data, key: jax.Array, optimizer: Callable[[o
     check(learner, data, 1)
 
     def one(key):
-        ts = init(learner, key)
-        data_key, model_key = stream_keys(key)
-        idx, _ = batch_indices(data_key, data.x_train.shape[0], learner.batch_size, drop_last=True, shuffle=learner.shuffle)
-
-        def step(ts, batch):
-            rows, i = batch
-            xb, yb = data.x_train[rows], data.y_train[rows]
-            if learner.augment is not None:
-                xb, yb = learner.augment(jax.random.fold_in(data_key, i), xb, yb)
-            return train_step(ts, xb, yb, learner, jax.random.fold_in(model_key, i))
-
-        return jax.lax.scan(step, ts, (idx[:steps], jnp.arange(steps)))[1]
+        ts, data_key, model_key = _begin(learner, key, None, False)
+        idx, weights = batch_indices(data_key, data.x_train.shape[0], learner.batch_size, drop_last=True,
+                                     shuffle=learner.shuffle)
+        return train_steps(ts, idx[:steps], weights[:steps], data_key, model_key, learner, data)[1]
 
     raw = np.asarray(jax.jit(jax.vmap(one) if _is_many(key) else one)(key), np.float64)
     smooth = _smoothed(raw, beta)
     lrs = rate(np.arange(steps))
     runs = np.atleast_2d(smooth)
     mean = np.where(np.isfinite(runs).all(0), runs.mean(0), np.nan)  # where every run is still going
-    return LRFind(lrs, smooth, {f.__name__: f(lrs, mean) for f in (valley, steep, minimum)})
+    return LRFind(lrs, smooth, mean, {f.__name__: f(lrs, mean) for f in (valley, steep, minimum)})
 
 
 def _smoothed(raw: np.ndarray, beta: float) -> np.ndarray:

@@ -18,6 +18,8 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from mnistjax import files
+
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 MAX_BYTES = 2_000_000
 
@@ -34,7 +36,8 @@ def execute(path: Path, out: Path, timeout: int = 1800) -> float:
     seconds = time.perf_counter() - t
     nb.metadata["mnistjax"] = {"code_sha256": code_sha256(nb)}
     nb.metadata.pop("widgets", None)  # progress bars: their text is in the outputs, their widget state is not needed
-    nbformat.write(nb, out)
+    text = nbformat.writes(nb).rstrip("\n") + "\n"  # as nbformat.write ends it
+    files.atomic_write(out, text.encode())  # an interrupted run leaves the committed notebook whole
     size = out.stat().st_size
     if size > MAX_BYTES:
         sys.exit(f"{out}: {size:,} bytes; expected at most {MAX_BYTES:,}")

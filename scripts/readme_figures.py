@@ -28,9 +28,9 @@ def main() -> None:
     p.add_argument("--out", default="docs/figures")
     args = p.parse_args()
     ds = data.load_dir(args.data_dir)
-    simple_net = reports.train(config.recipe("simple_net"), reports.prepare(ds, "3,7"), progress=False)
-    lr_find = reports.lr_find(dataclasses.replace(config.recipe("simple_net"), seeds=(0, 1, 2)), reports.prepare(ds, "3,7"),
-                              1e-4, 100.0)
+    p37 = reports.prepare(ds, "3,7")
+    simple_net = reports.train(config.recipe("simple_net"), p37, progress=False)
+    lr_find = reports.lr_find(dataclasses.replace(config.recipe("simple_net"), seeds=(0, 1, 2)), p37, 1e-4, 100.0)
     fast = reports.train(config.recipe("fast99"), reports.prepare(ds, "all"), progress=False)
     mistakes = interpret.summary(interpret.from_training(fast), k=16)
     figures = {"use": {"lr_find": plots.lr_find_figure(lr_find.summary),
