@@ -111,6 +111,7 @@ def test_the_hand_written_sgd_trains_exactly_like_optax_sgd(d37):
 @pytest.mark.parametrize("name,args,epochs,opt,batch,floor", [
     ("linear", {}, 5, optax.sgd(1.0), 256, 0.93), ("simple_net", {}, 10, optax.sgd(0.1), 256, 0.9),
     ("cnn", {}, 2, optax.adam(1e-3), 256, 0.9), ("fast_cnn", {}, 2, optax.adam(1e-3), 128, 0.9),
+    ("fast_cnn_bn", {}, 2, optax.adam(1e-3), 128, 0.9),
     ("cnn_bn", {}, 2, optax.adam(1e-3), 256, 0.9),
     ("resnet", {"channels": (8, 16, 16)}, 3, optax.adam(1e-3), 64, 0.9)])  # running statistics need steps to catch up
 def test_short_runs_learn_on_the_embedded_sample(d37, name, args, epochs, opt, batch, floor):
