@@ -145,11 +145,19 @@ def reshape(*shape: int) -> Module:
 def patches(x: jax.Array, k: int, stride: int = 1, padding: int = 0) -> jax.Array:
     """The k×k patches of (B, H, W, C) at every stride-th position: (B, H', W', k·k·C), tap-major.
 
-    k·k strided slices side by side: XLA's CPU convolutions are slow, and so is
-    ``lax.conv_general_dilated_patches`` (itself a convolution, and so is its gradient).
+    One channel (an image itself): one gather of the pixels, a single kernel where k·k slices compile
+    to k·k. More channels: k·k strided slices side by side, whose gradient (a layer inside the net
+    needs one) is cheaper than a gather's scatter. Not ``lax.conv_general_dilated``: XLA's CPU runs
+    the gradients of its convolutions inside ``lax.scan`` on a slow generic path (docs/speed.md);
+    ``lax.conv_general_dilated_patches`` is itself a convolution.
     """
     xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-    ho, wo = (xp.shape[1] - k) // stride + 1, (xp.shape[2] - k) // stride + 1
+    b, h, w, c = xp.shape
+    ho, wo = (h - k) // stride + 1, (w - k) // stride + 1
+    if c == 1:
+        rows = stride * np.arange(ho)[:, None, None] + np.repeat(np.arange(k), k)  # (H', 1, k·k)
+        cols = stride * np.arange(wo)[None, :, None] + np.tile(np.arange(k), k)    # (1, W', k·k)
+        return xp.reshape(b, h * w)[:, rows * w + cols]
     return jnp.concatenate([xp[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
                             for i in range(k) for j in range(k)], axis=-1)
 

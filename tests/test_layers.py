@@ -28,16 +28,24 @@ class LayerTest(chex.TestCase):
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_conv_is_lax_convolution(self):
-        for k, stride, padding, c_in, size in [(5, 2, 2, 1, 28), (3, 2, 1, 4, 14), (3, 1, 1, 2, 7), (5, 1, 0, 1, 28),
-                                               (3, 1, 0, 3, 10), (1, 2, 0, 4, 8)]:
-            x = jax.random.normal(jax.random.key(k + c_in), (2, size, size, c_in))
+        # one channel (patches by a gather) and several (by slices), square or not, and their gradients
+        for k, stride, padding, c_in, (h, w) in [(5, 2, 2, 1, (28, 28)), (3, 2, 1, 4, (14, 14)), (3, 1, 1, 2, (7, 7)),
+                                                 (5, 1, 0, 1, (28, 28)), (3, 1, 0, 3, (10, 10)), (1, 2, 0, 4, (8, 8)),
+                                                 (3, 2, 1, 1, (9, 12)), (3, 1, 0, 2, (6, 5))]:
+            x = jax.random.normal(jax.random.key(k + c_in), (2, h, w, c_in))
             m = conv(c_in, 3, k, stride, padding)
             p, s = layers.init(m, jax.random.key(1))
+
+            def ref_apply(p, x):
+                return jax.lax.conv_general_dilated(x, p["w"].reshape(k, k, c_in, 3), (stride, stride),
+                                                    [(padding, padding)] * 2, dimension_numbers=("NHWC", "HWIO", "NHWC")) + p["b"]
+
             with jax.default_matmul_precision("highest"):  # on a GPU both would otherwise round to TF32, differently
                 ours, _ = self.variant(m.apply, static_argnums=(4,))(p, s, x, None, False)
-                ref = jax.lax.conv_general_dilated(x, p["w"].reshape(k, k, c_in, 3), (stride, stride), [(padding, padding)] * 2,
-                                                   dimension_numbers=("NHWC", "HWIO", "NHWC")) + p["b"]
-            chex.assert_trees_all_close(ours, ref, rtol=1e-5, atol=1e-5)
+                grads = self.variant(jax.grad(lambda p, x: jnp.sum(jnp.sin(m.apply(p, s, x, None, False)[0])), (0, 1)))(p, x)
+                ref_grads = jax.grad(lambda p, x: jnp.sum(jnp.sin(ref_apply(p, x))), (0, 1))(p, x)
+            chex.assert_trees_all_close(ours, ref_apply(p, x), rtol=1e-5, atol=1e-5)
+            chex.assert_trees_all_close(grads, ref_grads, rtol=1e-4, atol=1e-4)
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_pools_against_numpy(self):
