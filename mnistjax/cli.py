@@ -210,11 +210,12 @@ def emit(args: argparse.Namespace, result: dict, human: str) -> None:
     print(strict_json(result) if args.json else human)
 
 
-def _save_figures(folder: str | None, figures: Callable[[], dict]) -> None:
+def _save_figures(folder: str | None, figures: Callable[[object], dict]) -> None:
+    """``figures(plots)`` saved under ``folder`` when there is one; matplotlib is imported only then."""
     if folder:
         from mnistjax import plots
 
-        plots.save_all(folder, figures())
+        plots.save_all(folder, figures(plots))
 
 
 def cmd_data_info(args):
@@ -240,11 +241,11 @@ def cmd_recipes(args):
 
 
 def cmd_baseline(args):
-    from mnistjax import plots, reports, tables
+    from mnistjax import reports, tables
 
     ds = load_data(args)
     report = reports.baseline(ds, data.parse_classes(args.classes, ds.classes), args.distance)
-    _save_figures(args.figures, lambda: plots.baseline_figures(report))
+    _save_figures(args.figures, lambda plots: plots.baseline_figures(report))
     emit(args, report.summary, tables.baseline(report.summary))
 
 
@@ -257,18 +258,18 @@ def cmd_knn(args):
 
 
 def cmd_sgd(args):
-    from mnistjax import plots, reports, tables
+    from mnistjax import reports, tables
 
     if args.steps < 1 or not 0 < args.lr < float("inf"):
         raise MnistjaxError(f"--steps {args.steps} --lr {args.lr}: expected steps >= 1 and a finite learning rate > 0")
     cases = reports.learning_rates()
     report = reports.sgd_example(args.seed, args.steps, args.lr, max(args.steps, 10_000))
-    _save_figures(args.figures, lambda: {**plots.learning_rate_figures(cases), **plots.sgd_figures(report)})
+    _save_figures(args.figures, lambda plots: {**plots.learning_rate_figures(cases), **plots.sgd_figures(report)})
     emit(args, {**report.summary, "learning_rate_cases": cases}, tables.learning_rates(cases) + "\n" + tables.sgd_example(report.summary))
 
 
 def cmd_train(args):
-    from mnistjax import plots, reports, tables
+    from mnistjax import reports, tables
 
     cfg = run_config(args)
     if args.show_config:
@@ -292,7 +293,7 @@ def cmd_train(args):
         raise
     finally:
         log is not None and log.close()
-    _save_figures(args.figures, lambda: plots.training_figures(report))
+    _save_figures(args.figures, lambda plots: plots.training_figures(report))
     if args.save:
         from mnistjax import saved
 
@@ -302,13 +303,16 @@ def cmd_train(args):
 
 def cmd_run(args):
     """The main job: the chapter end to end on 3 vs 7, one row per step, the book's figure beside ours."""
-    from mnistjax import plots, reports, tables
+    from mnistjax import reports, tables
 
     t0 = time.perf_counter()
-    figures = {"baseline": plots.baseline_figures, **{name: plots.training_figures for name in reports.CHAPTER_RECIPES}}
+    save = None
+    if args.figures:  # matplotlib only when there are figures to draw
+        from mnistjax import plots
 
-    def save(name, report):  # called from the step's own thread
-        if args.figures:
+        figures = {"baseline": plots.baseline_figures, **{name: plots.training_figures for name in reports.CHAPTER_RECIPES}}
+
+        def save(name, report):  # called from the step's own thread
             plots.save_all(os.path.join(args.figures, name), figures[name](report))
 
     result = reports.chapter(load_data(args), on_report=save, progress=not args.json)
@@ -361,7 +365,7 @@ def _png(image) -> bytes:
 
 
 def cmd_interpret(args):
-    from mnistjax import interpret, plots, reports, saved, tables
+    from mnistjax import interpret, reports, saved, tables
     from mnistjax.training import predict
 
     m = saved.load_model(args.model)
@@ -372,17 +376,17 @@ def cmd_interpret(args):
     logits = predict(m.params, m.model_state, p.data.x_valid, m.model)
     i = interpret.interpret(logits, p.data.y_valid, m.task, m.spec.classes)
     result = {"model": args.model, "dataset": ds.name, **interpret.summary(i, args.top_losses, args.min_count)}
-    _save_figures(args.figures, lambda: plots.interpretation_figures(result, p.data.x_valid))
+    _save_figures(args.figures, lambda plots: plots.interpretation_figures(result, p.data.x_valid))
     emit(args, result, tables.interpretation(result))
 
 
 def cmd_lr_find(args):
-    from mnistjax import plots, reports, tables
+    from mnistjax import reports, tables
 
     cfg = run_config(args)
     p = reports.prepare(load_data(args, cfg.dataset, cfg.data_dir, cfg.class_names), cfg.classes)
     report = reports.lr_find(cfg, p, args.start_lr, args.end_lr, args.num_it)
-    _save_figures(args.figures, lambda: {"lr_find": plots.lr_find_figure(report.summary)})
+    _save_figures(args.figures, lambda plots: {"lr_find": plots.lr_find_figure(report.summary)})
     emit(args, report.summary, tables.lr_find(report.summary))
 
 
