@@ -59,8 +59,9 @@ def fast_cnn(n_out: int = 10, channels: Sequence[int] = (24, 32), hidden: int = 
 
 def fast_cnn_bn(n_out: int = 10, channels: Sequence[int] = (24, 32), hidden: int = 256) -> Module:
     """``fast_cnn`` made cheaper for a CPU: the first convolution strided instead of pooled (a quarter of
-    its work, and no pool), and batch norm after each convolution, which wins back the accuracy in one
-    epoch. 28×28 -> 12×12×c1 -> conv 3×3 -> max-pool -> 5×5×c2 -> hidden -> n_out."""
+    its work, and no pool), and batch norm on each convolution's output (the second's after its pool),
+    which wins back the accuracy in one epoch.
+    28×28 -> 12×12×c1 -> conv 3×3 -> max-pool -> 5×5×c2 -> hidden -> n_out."""
     c1, c2 = channels
     return sequential(reshape(28, 28, 1), conv(1, c1, 5, stride=2, bias=False), batch_norm(c1), relu(),
                       conv(c1, c2, 3, bias=False), max_pool(2), batch_norm(c2), relu(), flatten(),
@@ -99,9 +100,8 @@ def resnet(n_out: int = 10, channels: Sequence[int] = (16, 32, 64)) -> Module:
 
 
 MODELS: dict[str, Callable[..., Module]] = {
-    "linear": linear, "simple_net": simple_net, "mlp": mlp, "cnn": cnn, "fast_cnn": fast_cnn, "fast_cnn_bn": fast_cnn_bn,
-    "cnn_bn": cnn_bn,
-    "resnet": resnet}
+    "linear": linear, "simple_net": simple_net, "mlp": mlp, "cnn": cnn, "fast_cnn": fast_cnn,
+    "fast_cnn_bn": fast_cnn_bn, "cnn_bn": cnn_bn, "resnet": resnet}
 
 
 def _load_file(path: Path):
