@@ -18,7 +18,6 @@ the persistent compilation cache, and the test accuracy it reached.
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 
@@ -29,7 +28,7 @@ import optax
 
 from mnistjax import data, losses, models
 from mnistjax.prototypes import fit_prototypes, knn, nearest
-from mnistjax.timing import median_seconds
+from mnistjax.timing import command_seconds, median_seconds
 from mnistjax.training import Data, Learner, data_from, fit, init, predict, train_step, validate_epoch
 
 
@@ -135,26 +134,19 @@ def knn_row(ds, peak: float, repeats: int) -> dict:
             "fraction_of_peak": gflop / secs / peak, "bare_matmul_seconds": bare_s, "test_accuracy": accuracy}
 
 
-def _wall(cmd: list[str]) -> float:
-    t = time.perf_counter()
-    subprocess.run(cmd, capture_output=True, check=True)
-    return time.perf_counter() - t
-
-
 def time_to_accuracy(data_dir: str, seeds: list[int], recipe: str = "fast99") -> dict:
     """Wall seconds of ``mnistjax train --recipe RECIPE`` per seed in a fresh process, its test
     accuracy, and where the time goes: the interpreter's start, the imports (the data load runs in a
     thread meanwhile), XLA's compiles, the training, and the rest (init, waiting, exit)."""
     cmd = [sys.executable, "-m", "mnistjax.cli", "train", "--recipe", recipe, "--data-dir", data_dir, "--json",
            "--no-compile-cache"]
-    start = float(np.median([_wall([sys.executable, "-c", "pass"]) for _ in range(3)]))
-    imports = float(np.median([_wall([sys.executable, "-c", "import mnistjax.cli as c, mnistjax.reports; c.build_parser()"])
-                               for _ in range(3)])) - start
+    start = float(np.median([command_seconds([sys.executable, "-c", "pass"])[0] for _ in range(3)]))
+    load = [sys.executable, "-c", "import mnistjax.cli as c, mnistjax.reports; c.build_parser()"]
+    imports = float(np.median([command_seconds(load)[0] for _ in range(3)])) - start
     runs = []
     for seed in seeds:
-        t = time.perf_counter()
-        out = json.loads(subprocess.run(cmd + ["--seed", str(seed)], capture_output=True, text=True, check=True).stdout)
-        wall = time.perf_counter() - t
+        wall, stdout = command_seconds(cmd + ["--seed", str(seed)])
+        out = json.loads(stdout)
         runs.append({"seed": seed, "wall_seconds": wall, "test_accuracy": out["valid_accuracy"],
                      "compile_seconds": out["compile_seconds"], "train_seconds": out["train_seconds"],
                      "rest_seconds": wall - start - imports - out["compile_seconds"] - out["train_seconds"]})

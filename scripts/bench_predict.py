@@ -15,13 +15,13 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from mnistjax import data, saved
+from mnistjax.timing import command_seconds
 
 CLI = [sys.executable, "-m", "mnistjax.cli"]
 
@@ -35,12 +35,6 @@ def photo_like(digit: np.ndarray, i: int) -> Image.Image:
     canvas[r:r + big.shape[0], c:c + big.shape[1]] = big
     im = Image.fromarray(255 - canvas if i % 2 else canvas)
     return im.convert("RGB") if i % 3 == 0 else im
-
-
-def wall(args: list[str]) -> tuple[float, str]:
-    t = time.perf_counter()
-    out = subprocess.run(CLI + args, capture_output=True, text=True, check=True).stdout
-    return time.perf_counter() - t, out
 
 
 def main() -> None:
@@ -59,11 +53,11 @@ def main() -> None:
         if not args.model:
             subprocess.run(CLI + ["train", "--recipe", "fast99", "--data-dir", args.data_dir, "--save", model, "--json"],
                            capture_output=True, check=True)
-        one, _ = wall(["predict", model, str(pics / "00000.png")])
-        many, out = wall(["predict", model, str(pics), "--json"])
+        one, _ = command_seconds(CLI + ["predict", model, str(pics / "00000.png")])
+        many, out = command_seconds(CLI + ["predict", model, str(pics), "--json"])
         m = saved.load_model(model)
     seen = np.array([m.spec.classes.index(r["class"]) for r in json.loads(out)["predictions"]])
-    orig = saved.probabilities(m, ds.test.images[:args.n] / np.float32(255)).argmax(1)
+    orig = saved.probabilities(m, data.as_float(ds.test.images[:args.n])).argmax(1)
     labels = ds.test.labels[:args.n]
     print(f"predict on {args.n:,} PNGs: {many:.2f} s for the command, {one:.2f} s for one picture, "
           f"≈ {(many - one) / (args.n - 1) * 1e3:.2f} ms per further picture")
