@@ -306,6 +306,21 @@ def test_random_rotate_turns_about_the_centre():
     chex.assert_shape(both(jax.random.key(2), x, jnp.arange(3))[0], (3, 28, 28))
 
 
+def test_augmented_batches_are_those_of_each_step_alone(d37):
+    """train_steps augments all batches before its scan: the same batches, keys and losses as step by step."""
+    learner = Learner(models.simple_net(), losses.binary, optax.sgd(0.1), augment=training.random_shift(2))
+    ts = init(learner, jax.random.key(0))
+    idx, weights = training.batch_indices(jax.random.key(1), 512, 128)
+    data_key, model_key = jax.random.key(2), jax.random.key(3)
+    _, scanned = training.train_steps(ts, idx, weights, data_key, model_key, learner, d37)
+    one_by_one = []
+    for i, (rows, w) in enumerate(zip(idx, weights)):
+        xb, yb = learner.augment(jax.random.fold_in(data_key, i), d37.x_train[rows], d37.y_train[rows])
+        ts, loss = train_step(ts, xb, yb, learner, jax.random.fold_in(model_key, i), w)
+        one_by_one.append(loss)
+    np.testing.assert_allclose(scanned, one_by_one, rtol=1e-5)
+
+
 def test_ema_of_the_params_is_what_validation_uses(d37):
     learner = Learner(models.simple_net(), losses.binary, optax.sgd(0.1), ema=0.9)
     ts = init(learner, jax.random.key(0))
