@@ -147,6 +147,8 @@ def _run_options(p: argparse.ArgumentParser) -> None:
                    help="shift each training image by up to PX pixels, a fresh shift every epoch (default 0: none)")
     t.add_argument("--rotate", type=float, metavar="DEG", default=S,
                    help="turn each training image by up to DEG degrees, a fresh angle every epoch (default 0: none)")
+    t.add_argument("--zoom", type=float, metavar="FRAC", default=S,
+                   help="scale each training image by a factor from 1-FRAC to 1+FRAC, fresh every epoch (default 0: none)")
     t.add_argument("--ema", type=float, metavar="DECAY", default=S,
                    help="validate and predict with a moving average of the weights, of this decay (0.999, say; default 0: off)")
     t.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=S,

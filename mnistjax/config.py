@@ -50,6 +50,7 @@ class RunConfig:
     batch_size: int = 256
     augment: int = 0                     # shift training images by up to this many pixels
     rotate: float = 0.0                  # and turn them by up to this many degrees
+    zoom: float = 0.0                    # and scale them by a factor in 1 ± zoom
     ema: float = 0.0                     # validate and predict with a moving average of the params (its decay)
     shuffle: bool = True                 # False: the data's order every epoch, as the book
     drop_last: bool = False
@@ -134,6 +135,8 @@ def validate(c: RunConfig) -> None:
         _fail("augment", c.augment, "0 or more pixels")
     if not 0 <= c.rotate <= 180:
         _fail("rotate", c.rotate, "0 to 180 degrees")
+    if not 0 <= c.zoom < 1:
+        _fail("zoom", c.zoom, "0 or more and under 1 (0.1: scale by 0.9 to 1.1)")
     if not 0 <= c.ema < 1:
         _fail("ema", c.ema, "a decay from 0 (off) to below 1, such as 0.999")
     for name, rates in (("lr", (c.lr,)), ("lrs", c.lrs)):

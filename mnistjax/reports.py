@@ -24,7 +24,7 @@ from mnistjax.errors import MnistjaxError, TrainingDiverged
 from mnistjax.prototypes import classify, fit_prototypes
 from mnistjax.sgd import descend, diverged, fit_loss, first_step_within, init_params, lstsq_quadratic, roller_coaster, sgd
 from mnistjax.training import (Data, FitResult, Learner, TrainState, compose, data_from, data_parallel, fit, init, init_many,
-                               predict, random_rotate, random_shift)
+                               predict, random_affine, random_shift)
 
 # The book's numbers for pixel similarity on MNIST_SAMPLE (L1 distance; a_3 = threes[1]).
 BOOK_BASELINE = {
@@ -234,7 +234,7 @@ def learner(config: RunConfig, p: Prepared) -> Learner:
         else make(rate)
     devices = None if config.devices is None else (len(jax.devices()) if config.devices == "all" else config.devices)
     augments = [random_shift(config.augment)] if config.augment else []
-    augments += [random_rotate(config.rotate)] if config.rotate else []
+    augments += [random_affine(config.rotate, config.zoom)] if config.rotate or config.zoom else []
     return Learner(model, task, optimizer, config.batch_size, config.shuffle, config.drop_last,
                    compose(*augments) if len(augments) > 1 else augments[0] if augments else None,
                    data_parallel(devices) if devices else None, config.ema)

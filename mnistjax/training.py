@@ -151,21 +151,23 @@ def random_shift(max_shift: int = 2) -> Augment:
     return shift
 
 
-def random_rotate(max_degrees: float = 10.0) -> Augment:
-    """Augmentation: turn each image about its centre by an angle drawn from ±``max_degrees``
-    (bilinear sampling; zeros come in at the corners)."""
-    def rotate(key, xb, yb):
-        h, w = xb.shape[1:]
-        angles = jnp.deg2rad(jax.random.uniform(key, (xb.shape[0],), minval=-max_degrees, maxval=max_degrees))
+def random_affine(max_degrees: float = 10.0, max_zoom: float = 0.0) -> Augment:
+    """Augmentation: turn each image about its centre by an angle drawn from ±``max_degrees`` and scale
+    it by a factor drawn from 1 ± ``max_zoom`` (bilinear sampling; zeros come in at the edges)."""
+    def affine(key, xb, yb):
+        n, h, w = xb.shape
+        angles = jnp.deg2rad(jax.random.uniform(key, (n,), minval=-max_degrees, maxval=max_degrees))
+        zooms = jax.random.uniform(jax.random.fold_in(key, 1), (n,), minval=1 - max_zoom, maxval=1 + max_zoom)
         r, c = jnp.meshgrid(jnp.arange(h) - (h - 1) / 2, jnp.arange(w) - (w - 1) / 2, indexing="ij")
 
-        def one(im, a):  # where each output pixel comes from
-            src = [jnp.cos(a) * r - jnp.sin(a) * c + (h - 1) / 2, jnp.sin(a) * r + jnp.cos(a) * c + (w - 1) / 2]
+        def one(im, a, z):  # where each output pixel comes from
+            cos, sin = jnp.cos(a) / z, jnp.sin(a) / z
+            src = [cos * r - sin * c + (h - 1) / 2, sin * r + cos * c + (w - 1) / 2]
             return jax.scipy.ndimage.map_coordinates(im, src, order=1, mode="constant")
 
-        return jax.vmap(one)(xb, angles), yb
+        return jax.vmap(one)(xb, angles, zooms), yb
 
-    return rotate
+    return affine
 
 
 def compose(*augments: Augment) -> Augment:

@@ -47,6 +47,8 @@ def test_every_recipe_is_a_valid_config():
 @pytest.mark.parametrize("settings,message", [
     ({"epochs": 0}, "epochs: 0: expected a positive integer"),
     ({"epochs": 2.5}, "epochs: 2.5: expected a value of type int"),
+    ({"rotate": 200.0}, "rotate: 200.0: expected 0 to 180 degrees"),
+    ({"zoom": 1.0}, "zoom: 1.0: expected 0 or more and under 1"),
     ({"shuffle": "yes"}, "shuffle: 'yes': expected a value of type bool"),
     ({"lr": float("inf")}, "lr: inf: expected positive, finite learning rates"),
     ({"lrs": (0.1, -1.0)}, "lrs: (0.1, -1.0): expected positive, finite learning rates"),

@@ -294,15 +294,19 @@ def test_valley_is_fastais():
         assert training.valley(lrs, losses) == fastai_valley(lrs, losses)
 
 
-def test_random_rotate_turns_about_the_centre():
+def test_random_affine_turns_and_scales_about_the_centre():
     x = jnp.zeros((3, 28, 28)).at[:, 4:24, 13:15].set(1.0)  # a vertical bar through the centre
-    same, y = training.random_rotate(1e-6)(jax.random.key(0), x, jnp.arange(3))
+    same, y = training.random_affine(1e-6)(jax.random.key(0), x, jnp.arange(3))
     np.testing.assert_allclose(same, x, atol=1e-5)
     np.testing.assert_array_equal(y, jnp.arange(3))
-    turned, _ = training.random_rotate(30)(jax.random.key(1), x, jnp.arange(3))
+    turned, _ = training.random_affine(30)(jax.random.key(1), x, jnp.arange(3))
     mass = np.asarray(turned).sum((1, 2))
     assert np.all(np.abs(mass - 40) < 4) and not np.allclose(turned, x, atol=0.1)  # the ink moved, and most of it stayed
-    both = training.compose(training.random_shift(2), training.random_rotate(10))
+    scaled, _ = training.random_affine(0, max_zoom=0.5)(jax.random.key(2), jnp.tile(x, (3, 1, 1)), jnp.arange(9))
+    length = (np.asarray(scaled)[:, :, 13] > 0.5).sum(1)  # the bar's length, 20 pixels unscaled: 10 to 30 now
+    np.testing.assert_allclose(scaled[:, :, 13:15], scaled[:, :, 13:15][:, ::-1], atol=1e-5)  # still centred
+    assert np.all((9 <= length) & (length <= 28)) and len(set(length.tolist())) > 2
+    both = training.compose(training.random_shift(2), training.random_affine(10, 0.1))
     chex.assert_shape(both(jax.random.key(2), x, jnp.arange(3))[0], (3, 28, 28))
 
 
