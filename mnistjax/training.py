@@ -60,7 +60,7 @@ class Learner(NamedTuple):
     mesh: None (one device), or a ``jax.sharding.Mesh`` with a "batch" axis (``data_parallel(n)``):
     each batch is split over its devices, params are replicated, XLA reduces the gradients.
     ema: 0 (off), or the decay of an exponential moving average of the params, kept beside them and
-    used for validation and prediction (Polyak averaging: each step, ema ← ema·decay + params·(1 − decay)).
+    used for validation and prediction (Polyak averaging; see ``Average``).
     """
 
     model: Module
@@ -74,18 +74,33 @@ class Learner(NamedTuple):
     ema: float = 0.0
 
 
+class Average(NamedTuple):
+    """An exponential moving average of the params, debiased as Adam debiases its moments: each step's
+    params weigh ``decay ** (steps after it)``, normalised, so none of the weight stays on the initial
+    params and a short run's average is already a trained model."""
+
+    params: chex.ArrayTree
+    steps: jax.Array  # int32 (), the steps averaged
+
+
+def averaged(average: Average, params: chex.ArrayTree, decay: float) -> Average:
+    """The average after one more step: ``params`` weigh (1 − decay) / (1 − decay ** steps), all of it at step 1."""
+    steps, decay = average.steps + 1, jnp.float32(decay)  # one precision: the first step's weight is exactly 1
+    return Average(optax.incremental_update(params, average.params, (1 - decay) / (1 - decay ** steps)), steps)
+
+
 class TrainState(NamedTuple):
     """Everything a model's training carries from step to step."""
 
     params: chex.ArrayTree
     model_state: chex.ArrayTree  # batch-norm statistics; {} for most models
     opt_state: optax.OptState
-    ema_params: chex.ArrayTree | None = None  # an exponential average of the params (Learner.ema), or None
+    average: Average | None = None  # the moving average of the params (Learner.ema), or None
 
     @property
     def eval_params(self) -> chex.ArrayTree:
         """The params to validate and predict with: the average when there is one."""
-        return self.params if self.ema_params is None else self.ema_params
+        return self.params if self.average is None else self.average.params
 
 
 def data_parallel(devices: int | None = None) -> Mesh:
@@ -136,8 +151,8 @@ def train_step(ts: TrainState, xb, yb, learner: Learner, key=None, weights=None)
                                          weights)
     updates, opt_state = learner.optimizer.update(grads, ts.opt_state, ts.params)
     params = optax.apply_updates(ts.params, updates)
-    ema = None if ts.ema_params is None else optax.incremental_update(params, ts.ema_params, 1 - learner.ema)
-    return TrainState(params, model_state, opt_state, ema), loss
+    average = None if ts.average is None else averaged(ts.average, params, learner.ema)
+    return TrainState(params, model_state, opt_state, average), loss
 
 
 def random_shift(max_shift: int = 2) -> Augment:
@@ -265,7 +280,7 @@ class FitResult(NamedTuple):
     params: chex.ArrayTree
     model_state: chex.ArrayTree
     opt_state: chex.ArrayTree
-    ema_params: chex.ArrayTree | None
+    average: Average | None
     history: list[dict]          # per epoch: epoch, train_loss, step_losses, valid_loss, valid_accuracy
     diverged_at: int | list | None  # the epoch whose training loss went non-finite (per model with several)
     compile_seconds: float
@@ -274,7 +289,7 @@ class FitResult(NamedTuple):
 
     @property
     def train_state(self) -> TrainState:
-        return TrainState(self.params, self.model_state, self.opt_state, self.ema_params)
+        return TrainState(self.params, self.model_state, self.opt_state, self.average)
 
     @property
     def eval_params(self) -> chex.ArrayTree:
@@ -414,7 +429,8 @@ def init(learner: Learner, key: jax.Array) -> TrainState:
 def _compiled_init(model: Module, optimizer: optax.GradientTransformation, ema: bool):
     def fresh(key):
         params, model_state = layers.init(model, jax.random.split(key, 3)[0])
-        return TrainState(params, model_state, optimizer.init(params), params if ema else None)
+        average = Average(params, jnp.zeros((), jnp.int32)) if ema else None
+        return TrainState(params, model_state, optimizer.init(params), average)
 
     return jax.jit(fresh)
 

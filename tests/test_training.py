@@ -325,17 +325,29 @@ def test_augmented_batches_are_those_of_each_step_alone(d37):
     np.testing.assert_allclose(scanned, one_by_one, rtol=1e-5)
 
 
-def test_ema_of_the_params_is_what_validation_uses(d37):
+def test_ema_of_the_params_is_debiased_and_what_validation_uses(d37):
     learner = Learner(models.simple_net(), losses.binary, optax.sgd(0.1), ema=0.9)
     ts = init(learner, jax.random.key(0))
-    chex.assert_trees_all_equal(ts.ema_params, ts.params)
-    new, _ = train_step(ts, d37.x_train[:256], d37.y_train[:256], learner)
-    chex.assert_trees_all_close(new.ema_params, jax.tree.map(lambda a, b: 0.9 * a + 0.1 * b, ts.params, new.params),
+    chex.assert_trees_all_equal(ts.eval_params, ts.params)
+    xb, yb = d37.x_train[:256], d37.y_train[:256]
+    one, _ = train_step(ts, xb, yb, learner)
+    chex.assert_trees_all_equal(one.average.params, one.params)  # no weight left on the initial params
+    two, _ = train_step(one, xb, yb, learner)
+    # decay-weighted mean of the steps' params: (0.9 * p1 + p2) / 1.9
+    chex.assert_trees_all_close(two.average.params, jax.tree.map(lambda a, b: (0.9 * a + b) / 1.9, one.params, two.params),
                                 rtol=1e-6, atol=1e-7)
+    assert int(two.average.steps) == 2
     r = fit(learner, d37, 2, jax.random.key(0), progress=False)
-    chex.assert_trees_all_close(r.valid_logits, predict(r.ema_params, r.model_state, d37.x_valid, learner.model),
+    chex.assert_trees_all_close(r.valid_logits, predict(r.average.params, r.model_state, d37.x_valid, learner.model),
                                 rtol=1e-5, atol=1e-6)
-    assert r.eval_params is r.ema_params and init(learner._replace(ema=0.0), jax.random.key(0)).ema_params is None
+    assert r.eval_params is r.average.params and init(learner._replace(ema=0.0), jax.random.key(0)).average is None
+
+
+def test_a_short_run_with_a_slow_average_is_still_a_trained_model(d37):
+    """5 epochs of 7 steps at decay 0.999: a plain moving average would keep 97 % of its weight on the initial
+    params (chance accuracy, 0.5); the debiased one is as good as the params themselves."""
+    learner = Learner(models.simple_net(), losses.binary, optax.sgd(0.1), ema=0.999)
+    assert fit(learner, d37, 5, jax.random.key(0), progress=False).history[-1]["valid_accuracy"] > 0.9
 
 
 @pytest.mark.parametrize("n", [1, 6, 7, 8, 20])
