@@ -309,13 +309,12 @@ def cmd_run(args):
 
     t0 = time.perf_counter()
     save = None
-    if args.figures:  # matplotlib only when there are figures to draw
+    if args.figures:  # matplotlib only when there are figures to draw, imported before the steps' threads
         from mnistjax import plots
 
-        figures = {"baseline": plots.baseline_figures, **{name: plots.training_figures for name in reports.CHAPTER_RECIPES}}
-
         def save(name, report):  # called from the step's own thread
-            plots.save_all(os.path.join(args.figures, name), figures[name](report))
+            draw = plots.baseline_figures if name == "baseline" else plots.training_figures
+            plots.save_all(os.path.join(args.figures, name), draw(report))
 
     result = reports.chapter(load_data(args), on_report=save, progress=not args.json)
     result["seconds"] = round(time.perf_counter() - t0, 3)  # data loading included

@@ -225,25 +225,19 @@ def train_steps(ts: TrainState, idx, weights, data_key, model_key, learner: Lear
     one scan. Batch i's augmentation key is ``fold_in(data_key, i)``, its dropout key ``fold_in(model_key, i)``.
     Returns (TrainState, per-step losses (S,))."""
     steps = jnp.arange(idx.shape[0])
-    if learner.augment is None:  # each step gathers its rows: XLA fuses that gather into the first layer
-        batches = (idx, weights, steps)
-
-        def examples(rows):
-            return data.x_train[rows], data.y_train[rows]
-    else:  # augmented before the scan, all batches at once: inside a step XLA would fuse the augmentation
-        # into the first layer's patches and compute it again for every patch
+    batches = idx  # without augmentation each step gathers its rows: XLA fuses that gather into the first layer
+    if learner.augment is not None:  # augmented before the scan, all batches at once: inside a step XLA would
+        # fuse the augmentation into the first layer's patches and compute it again for every patch
         keys = jax.vmap(partial(jax.random.fold_in, data_key))(steps)
-        batches = (jax.vmap(learner.augment)(keys, data.x_train[idx], data.y_train[idx]), weights, steps)
-
-        def examples(xy):
-            return xy
+        batches = jax.vmap(learner.augment)(keys, data.x_train[idx], data.y_train[idx])
 
     def step(ts, batch):
         xy, w, i = batch
-        xb, yb, w = (_split_batch(a, learner.mesh) for a in (*examples(xy), w))
+        xb, yb = (data.x_train[xy], data.y_train[xy]) if learner.augment is None else xy
+        xb, yb, w = (_split_batch(a, learner.mesh) for a in (xb, yb, w))
         return train_step(ts, xb, yb, learner, jax.random.fold_in(model_key, i), w)
 
-    return jax.lax.scan(step, ts, batches)
+    return jax.lax.scan(step, ts, (batches, weights, steps))
 
 
 @partial(jax.jit, static_argnames=("model", "chunk"))

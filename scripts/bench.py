@@ -140,9 +140,9 @@ def time_to_accuracy(data_dir: str, seeds: list[int], recipe: str = "fast99") ->
     thread meanwhile), XLA's compiles, the training, and the rest (init, waiting, exit)."""
     cmd = [sys.executable, "-m", "mnistjax.cli", "train", "--recipe", recipe, "--data-dir", data_dir, "--json",
            "--no-compile-cache"]
-    start = float(np.median([command_seconds([sys.executable, "-c", "pass"])[0] for _ in range(3)]))
+    start = median_seconds(lambda: command_seconds([sys.executable, "-c", "pass"]), 3)
     load = [sys.executable, "-c", "import mnistjax.cli as c, mnistjax.reports; c.build_parser()"]
-    imports = float(np.median([command_seconds(load)[0] for _ in range(3)])) - start
+    imports = median_seconds(lambda: command_seconds(load), 3) - start
     runs = []
     for seed in seeds:
         wall, stdout = command_seconds(cmd + ["--seed", str(seed)])
