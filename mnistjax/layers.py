@@ -118,8 +118,17 @@ def sequential(*layers: Module) -> Module:
     return Module(*_children(named), apply)
 
 
+def _sizes(layer: str, minimum: int = 1, **sizes) -> None:
+    """A layer's sizes are integers, ``minimum`` or more: a model's bad arguments (``--model-arg
+    hidden=2.5``) fail here, naming the layer, rather than deep inside ``init``."""
+    for name, n in sizes.items():
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < minimum:
+            raise ValueError(f"{layer}: {name} {n!r}: expected an integer, {minimum} or more")
+
+
 def dense(n_in: int, n_out: int, bias: bool = True, init: Init = torch_init) -> Module:
     """``nn.Linear``: (B, n_in) -> (B, n_out), ``x @ w + b`` with w (n_in, n_out)."""
+    _sizes("dense", n_in=n_in, n_out=n_out)
     params = {"w": Param((n_in, n_out), n_in, init), **({"b": Param((n_out,), n_in, init)} if bias else {})}
     return stateless(lambda p, x: x @ p["w"] + p["b"] if bias else x @ p["w"], params)
 
@@ -166,6 +175,8 @@ def conv(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0, 
          init: Init = torch_init) -> Module:
     """``nn.Conv2d`` on channels-last images: (B, H, W, c_in) -> (B, H', W', c_out), H' = (H + 2·padding −
     kernel) // stride + 1, computed as patches + one matmul (im2col). w is (kernel·kernel·c_in, c_out)."""
+    _sizes("conv", c_in=c_in, c_out=c_out, kernel=kernel, stride=stride)
+    _sizes("conv", 0, padding=padding)
     fan_in = c_in * kernel * kernel
     params = {"w": Param((fan_in, c_out), fan_in, init), **({"b": Param((c_out,), fan_in, init)} if bias else {})}
 
@@ -194,7 +205,11 @@ def global_avg_pool() -> Module:
 
 def dropout(rate: float) -> Module:
     """``nn.Dropout``: in training, zero each value with probability ``rate`` and scale the rest by
-    1/(1 − rate); in evaluation, the identity. Needs a key in training."""
+    1/(1 − rate); in evaluation, the identity. Needs a key in training. ``rate``: 0 or more, under 1."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+        raise ValueError(f"dropout rate {rate!r}: expected a number, 0 or more and under 1")
+    rate = float(rate)  # an int 0 from a config stays a float rate
+
     def apply(p, s, x, key, train):
         if not train or rate == 0:
             return x, s
@@ -214,6 +229,7 @@ def batch_norm(features: int, momentum: float = 0.1, eps: float = 1e-5) -> Modul
     the running variance unbiased); evaluation normalises with the running statistics.
     Under ``jit`` with a sharded batch the means are over the global batch, as on one device.
     """
+    _sizes("batch_norm", features=features)
     params = {"scale": np.ones(features, np.float32), "bias": np.zeros(features, np.float32)}
     state = {"mean": np.zeros(features, np.float32), "var": np.ones(features, np.float32)}
 

@@ -73,6 +73,25 @@ class LayerTest(chex.TestCase):
             dropout(0.5).apply({}, {}, jnp.ones((2, 3)), None, True)
 
 
+@pytest.mark.parametrize("rate", [1, 1.0, -0.1, "0.5", True])
+def test_dropout_rate_outside_0_to_1_is_refused(rate):
+    with pytest.raises(ValueError, match="expected a number, 0 or more and under 1"):
+        dropout(rate)
+
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: dense(784, 2.5), "dense: n_out 2.5: expected an integer, 1 or more"),
+    (lambda: dense(0, 3), "dense: n_in 0: expected an integer, 1 or more"),
+    (lambda: conv(1, 8, 3, stride=0), "conv: stride 0: expected an integer, 1 or more"),
+    (lambda: conv(1, 8, 3, padding=-1), "conv: padding -1: expected an integer, 0 or more"),
+    (lambda: batch_norm(True), "batch_norm: features True: expected an integer, 1 or more"),
+])
+def test_layer_sizes_that_are_not_counts_are_refused_when_built(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
 def numpy_batch_norm(x, mean, var, momentum=0.1, eps=1e-5):
     axes = tuple(range(x.ndim - 1))
     m, v = x.mean(axes), x.var(axes)
