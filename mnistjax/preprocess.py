@@ -33,6 +33,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             if im.mode.startswith("I;16"):
                 return (np.asarray(im, np.float32) / 65535).astype(np.float32)
             return np.asarray(im.convert("L"), np.float32) / 255
+    except FileNotFoundError:
+        raise MnistjaxError(f"{path}: no such file; expected a PNG or JPEG") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise MnistjaxError(f"{path}: not a readable image ({type(e).__name__}); expected a PNG or JPEG") from None
 

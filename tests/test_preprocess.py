@@ -52,6 +52,8 @@ def test_blank_and_unreadable_pictures_are_clear_errors(tmp_path):
     (tmp_path / "x.png").write_bytes(b"not a png")
     with pytest.raises(MnistjaxError, match="x.png: not a readable image"):
         preprocess.read_image(tmp_path / "x.png")
+    with pytest.raises(MnistjaxError, match="y.png: no such file; expected a PNG or JPEG"):
+        preprocess.read_image(tmp_path / "y.png")
 
 
 def test_transparent_and_sixteen_bit_pictures(tmp_path):
