@@ -44,6 +44,8 @@ def classify(x: jax.Array, prototypes: jax.Array, prototype_labels: jax.Array, d
 
     Several prototypes may share a label (say k-means centroids per class).
     """
+    chex.assert_rank(prototype_labels, 1)
+    chex.assert_equal_shape_prefix([prototypes, prototype_labels], 1)  # one label per prototype
     return prototype_labels[nearest(x, prototypes, distance)]
 
 

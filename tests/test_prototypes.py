@@ -67,6 +67,8 @@ class PrototypeTest(chex.TestCase):
         pred = self.variant(classify, static_argnames="distance")(x, protos, jnp.array([3, 7]), distance=rmse)
         np.testing.assert_array_equal(pred, [3, 7, 3, 7])
         assert pred.dtype == jnp.int32
+        with pytest.raises(AssertionError, match="shape prefix"):  # a label per prototype, not per class wanted
+            self.variant(classify)(x, protos, jnp.array([3, 7, 9]))
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_is_3_single_and_batch(self):
