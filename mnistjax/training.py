@@ -462,6 +462,8 @@ def lr_find(learner: Learner, data: Data, key: jax.Array, optimizer: Callable[[o
     run K tests in one vmapped call. Losses are smoothed (an exponential average, debiased) and cut
     where they pass 4× their minimum. ``optimizer``: makes the optimizer from a schedule, e.g.
     ``lambda lr: optax.adam(lr)``."""
+    if num_it < 2:
+        raise MnistjaxError(f"{num_it}: expected 2 or more steps (a rate at each)", param="num_it")
     steps = min(num_it, int(data.x_train.shape[0]) // learner.batch_size)
     if steps < 2:
         raise MnistjaxError(f"{learner.batch_size}: leaves {steps} full batch(es); expected at least 2", param="batch_size")
