@@ -233,6 +233,9 @@ def learner(config: RunConfig, p: Prepared) -> Learner:
     optimizer = optax.inject_hyperparams(lambda learning_rate: make(learning_rate))(learning_rate=rate) if config.lrs \
         else make(rate)
     devices = None if config.devices is None else (len(jax.devices()) if config.devices == "all" else config.devices)
+    side = min(p.data.x_train.shape[1:3])
+    if config.augment >= side:  # a shift as large as the image leaves nothing of it
+        raise MnistjaxError(f"{config.augment}: expected fewer pixels than the images' {side}", param="augment")
     augments = [random_shift(config.augment)] if config.augment else []
     augments += [random_affine(config.rotate, config.zoom)] if config.rotate or config.zoom else []
     return Learner(model, task, optimizer, config.batch_size, config.shuffle, config.drop_last,

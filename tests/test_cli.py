@@ -64,6 +64,7 @@ def test_dataset_mnist_insists(tmp_path):
     (["train", "--dataset", "tiny", "--model", "cnn_bn", "--model-arg", "drop=1"], "dropout rate 1: expected a number"),
     (["train", "--dataset", "tiny", "--model", "simple_net", "--model-arg", "hidden=2.5"], "dense: n_out 2.5: expected an integer"),
     (["lr-find", "--dataset", "tiny", "--num-it", "1"], "--num-it: 1: expected 2 or more steps"),
+    (["train", "--dataset", "tiny", "--augment", "28"], "--augment: 28: expected fewer pixels than the images' 28"),
     (["train", "--dataset", "tiny", "--lrs", "0.1,x"], "expected a comma list of floats"),
     (["train", "--dataset", "tiny", "--seeds", ""], "expected a comma list of ints"),
     (["train", "--dataset", "tiny", "--seed", "1", "--seeds", "1,2"], "--seed: give --seed or --seeds, not both"),
