@@ -79,7 +79,6 @@ def test_dropout_rate_outside_0_to_1_is_refused(rate):
         dropout(rate)
 
 
-
 @pytest.mark.parametrize("make,message", [
     (lambda: dense(784, 2.5), "dense: n_out 2.5: expected an integer, 1 or more"),
     (lambda: dense(0, 3), "dense: n_in 0: expected an integer, 1 or more"),
