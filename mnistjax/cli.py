@@ -80,6 +80,12 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
+def _trust_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-code", action="store_true",
+                   help="let a file (a saved model, a config) run the plug-in model code it names; without it, "
+                        "files are data and such a file is refused")
+
+
 def _literal(text: str):
     """A setting's value from the command line: JSON (3, 0.5, true, "x", [8, 16]), a comma list of
     such values, or else the text itself."""
@@ -124,6 +130,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", default=S, help="start from a named recipe (mnistjax recipes lists them)")
     p.add_argument("--config", metavar="FILE", default=S,
                    help="start from a TOML or JSON file of settings (a result's \"config\" too); flags override it")
+    _trust_option(p)
     m = p.add_argument_group("model and loss")
     m.add_argument("--model", metavar="NAME[,K=V...]", default=S,
                    help=f"{_names(models.MODELS)} (default simple_net), or your own: FILE.py:FUNCTION or "
@@ -187,9 +194,29 @@ def _overrides(args: argparse.Namespace) -> dict:
     return out
 
 
+def _settings(args: argparse.Namespace) -> dict:
+    return mconfig.settings(vars(args).get("recipe"), vars(args).get("config"), _overrides(args), args.trust_code)
+
+
 def run_config(args: argparse.Namespace) -> mconfig.RunConfig:
     """The command line's RunConfig: the recipe, then the config file, then the flags."""
-    return mconfig.load(vars(args).get("config"), vars(args).get("recipe"), _overrides(args))
+    return mconfig.RunConfig(**_settings(args))
+
+
+def prepared_run(args: argparse.Namespace):
+    """The command line's RunConfig and its data, prepared (``reports.prepare``). Data that are not
+    MNIST train on all their classes unless a recipe, the config file or --classes names some: the
+    default 3,7 is MNIST's."""
+    import dataclasses
+
+    from mnistjax import reports
+
+    s = _settings(args)
+    cfg = mconfig.RunConfig(**s)
+    ds = load_data(args, cfg.dataset, cfg.data_dir, cfg.class_names)
+    if "classes" not in s and not reports.is_mnist(ds):
+        cfg = dataclasses.replace(cfg, classes="all")
+    return cfg, reports.prepare(ds, cfg.classes)
 
 
 def load_data(args: argparse.Namespace, dataset: str | None = None, data_dir: str | None = None,
@@ -287,7 +314,7 @@ def cmd_train(args):
         if path:
             files.writable_dir(path, name)
     log = files.open_log(args.log) if args.log else None
-    p = reports.prepare(load_data(args, cfg.dataset, cfg.data_dir, cfg.class_names), cfg.classes)
+    cfg, p = prepared_run(args)
     try:
         report = reports.train(cfg, p, resume=args.resume, log=log, progress=not args.json)
     except TrainingDiverged as e:
@@ -328,14 +355,16 @@ def cmd_predict(args):
 
     if args.top < 1:
         raise MnistjaxError(f"{args.top}: expected 1 or more", param="top")
-    m = saved.load_model(args.model)
+    m = saved.load_model(args.model, args.trust_code)
+    kind, ink = m.preprocessing
+    kind = kind if args.preprocess == "auto" else args.preprocess
     paths = preprocess.image_files(args.images)
     if not paths:
         raise MnistjaxError(f"{' '.join(args.images)}: no PNG or JPEG images found", param="images")
     entries, seen = [], {}
     for i, path in enumerate(paths):
         try:
-            seen[i] = preprocess.to_mnist(preprocess.read_image(path))
+            seen[i] = preprocess.PREPROCESS[kind](preprocess.read_image(path), ink)
         except MnistjaxError as e:  # this image's own entry; the others are still predicted
             entries.append({"file": str(path), "error": " ".join(str(e).split()).removeprefix(f"{path}: ")})
             continue
@@ -347,7 +376,7 @@ def cmd_predict(args):
                            "top": [[m.spec.classes[k], float(p[k])] for k in top]})
         if args.show:
             files.atomic_write(Path(args.show) / f"{i:04d}_{paths[i].stem}.png", _png(image))
-    result = {"model": args.model, "predictions": entries}
+    result = {"model": args.model, "preprocess": kind, "predictions": entries}
     emit(args, result, tables.predictions(result))
     failed = [e for e in entries if "error" in e]
     if failed:
@@ -369,7 +398,7 @@ def cmd_interpret(args):
     from mnistjax import interpret, reports, saved, tables
     from mnistjax.training import predict
 
-    m = saved.load_model(args.model)
+    m = saved.load_model(args.model, args.trust_code)
     cfg = m.info.get("config", {})
     given = "dataset" in vars(args) or "data_dir" in vars(args)
     ds = load_data(args) if given else load_data(args, cfg.get("dataset", "auto"), cfg.get("data_dir"), cfg.get("class_names"))
@@ -384,8 +413,7 @@ def cmd_interpret(args):
 def cmd_lr_find(args):
     from mnistjax import reports, tables
 
-    cfg = run_config(args)
-    p = reports.prepare(load_data(args, cfg.dataset, cfg.data_dir, cfg.class_names), cfg.classes)
+    cfg, p = prepared_run(args)
     report = reports.lr_find(cfg, p, args.start_lr, args.end_lr, args.num_it)
     _save_figures(args.figures, lambda plots: {"lr_find": plots.lr_find_figure(report.summary)})
     emit(args, report.summary, tables.lr_find(report.summary))
@@ -428,14 +456,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-it", type=int, default=100, help="steps (at most one epoch of full batches)")
     p.add_argument("--figures", metavar="DIR", help="write lr_find.png here")
     p = add("predict", cmd_predict, "classify your own images with a saved model (PNG or JPEG, any size, dark ink on "
-            "light paper or light on dark: brought to MNIST's form first); exit code 2 if any image could not be read")
+            "light paper or light on dark: brought to the model's input as its training data need); exit code 2 if "
+            "any image could not be read")
     p.add_argument("model", help="a model saved by mnistjax train --save")
     p.add_argument("images", nargs="+", help="image files, or folders of them")
+    p.add_argument("--preprocess", choices=["auto", "mnist", "resize"], default="auto",
+                   help="how a picture becomes the model's input. mnist: as MNIST's digits were made (the ink cropped, "
+                        "fitted to 20x20, centred by its centre of mass in 28x28); resize: only brought to the training "
+                        "images' size and polarity; auto (default): what the model's training data need, as saved "
+                        "with it (mnist for MNIST and its samples, resize for other data)")
+    _trust_option(p)
     p.add_argument("--top", type=int, default=3, help="how many classes to list per image (default 3)")
     p.add_argument("--show", metavar="DIR", help="write the 28x28 images the model saw here (PNG)")
     p = add("interpret", cmd_interpret, "what a saved model gets wrong on validation data (by default the data it was "
             "trained on): confusion, most confused pairs, top losses, precision and recall", reads_data=True)
     p.add_argument("model", help="a model saved by mnistjax train --save")
+    _trust_option(p)
     p.add_argument("--top-losses", type=int, default=9, metavar="K", help="how many of the worst images (default 9)")
     p.add_argument("--min-count", type=int, default=1, metavar="N", help="most confused pairs seen at least N times")
     p.add_argument("--figures", metavar="DIR", help="write confusion.png and top_losses.png here")
@@ -488,10 +524,11 @@ def _start_loading(argv: list[str]):
         p.add_argument(name)
     p.add_argument("--mirror", action="append")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--trust-code", action="store_true")
     known = p.parse_known_args(argv)[0]
     try:
         given = {k: v for k, v in (("dataset", known.dataset), ("data_dir", known.data_dir)) if v is not None}
-        s = mconfig.settings(known.recipe, known.config, given) if words[-1] in ("train", "lr-find") else given
+        s = mconfig.settings(known.recipe, known.config, given, known.trust_code) if words[-1] in ("train", "lr-find") else given
     except MnistjaxError:
         return None  # the full parse reports it
     request = (s.get("dataset", "auto"), s.get("data_dir"), known.cache_dir, tuple(known.mirror or ()))

@@ -206,17 +206,29 @@ def recipe(name: str) -> RunConfig:
     return from_dict(recipe_settings(name), f"recipe {name}")
 
 
-def settings(recipe: str | None = None, path: str | os.PathLike | None = None, overrides: dict | None = None) -> dict:
-    """The settings of a run in layers: RunConfig's defaults < a recipe < a config file < overrides."""
+def _code_from_file(model: str, path) -> MnistjaxError:
+    return MnistjaxError(f"{path}: names a model built by code, {model}; run it only if you trust that code, with "
+                         "--trust-code (trust_code=True), or name it yourself with --model", param="config")
+
+
+def settings(recipe: str | None = None, path: str | os.PathLike | None = None, overrides: dict | None = None,
+             trust_code: bool = False) -> dict:
+    """The settings of a run in layers: RunConfig's defaults < a recipe < a config file < overrides.
+    A file is data: a plug-in model it names (code) is refused unless ``trust_code``, or the
+    overrides name the model themselves."""
     out = {}
     if recipe:
         out.update(recipe_settings(recipe))
     if path:
         out.update(read(path))
+        model = out.get("model")
+        if isinstance(model, str) and ":" in model and not trust_code and "model" not in (overrides or {}):
+            raise _code_from_file(model, path)
     out.update(_normalise(overrides or {}, "overrides"))
     return out
 
 
-def load(path: str | os.PathLike | None = None, recipe: str | None = None, overrides: dict | None = None) -> RunConfig:
+def load(path: str | os.PathLike | None = None, recipe: str | None = None, overrides: dict | None = None,
+         trust_code: bool = False) -> RunConfig:
     """A RunConfig from a recipe and/or a file, with ``overrides`` on top (see ``settings``)."""
-    return RunConfig(**settings(recipe, path, overrides))
+    return RunConfig(**settings(recipe, path, overrides, trust_code))

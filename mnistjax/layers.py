@@ -19,6 +19,9 @@ batch norm: scale 1, bias 0, running mean 0, running variance 1), so numbers com
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
@@ -52,11 +55,82 @@ class Param(NamedTuple):
 
 @dataclass(frozen=True, eq=False)  # compared by identity: a model is a static argument of compiled functions
 class Module:
-    """A layer or a model: parameter specs, initial state, and ``apply`` (see the module docstring)."""
+    """A layer or a model: parameter specs, initial state, and ``apply`` (see the module docstring).
+    ``arch``: its architecture as data (see ``layer``), None when a part of it is hand-written."""
 
     params: dict
     state: dict
     apply: Callable
+    arch: dict | None = None
+
+
+# The built-in layers by name: what an architecture (``Module.arch``) may name.
+LAYERS: dict[str, Callable[..., Module]] = {}
+
+
+def _as_data(value):
+    """A layer's argument as JSON-ready data: a Module as its architecture, a tuple as a list;
+    raises LookupError for a Module with no architecture."""
+    if isinstance(value, Module):
+        if value.arch is None:
+            raise LookupError
+        return value.arch
+    if isinstance(value, (list, tuple)):
+        return [_as_data(v) for v in value]
+    return value
+
+
+def layer(fn: Callable[..., Module]) -> Callable[..., Module]:
+    """Register a built-in layer: the modules it builds carry their architecture, ``{"layer": name,
+    argument: value, ...}`` (sub-layers nested the same way), so a model of built-in layers is saved
+    and rebuilt as data (``from_arch``), with no code. ``init`` is left out: it only draws the
+    parameters, which a saved model holds."""
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def build(*args, **kwargs) -> Module:
+        module = fn(*args, **kwargs)
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        try:
+            arch = {"layer": fn.__name__, **{k: _as_data(v) for k, v in bound.arguments.items() if k != "init"}}
+        except LookupError:  # a hand-written part: no architecture for the whole
+            arch = None
+        return dataclasses.replace(module, arch=arch)
+
+    LAYERS[fn.__name__] = build
+    return build
+
+
+def from_arch(arch: dict) -> Module:
+    """The module an architecture describes (``Module.arch``), built from ``LAYERS`` alone: nothing
+    named in it is imported or run but the built-in layers. Raises ValueError when it is not one."""
+    if not isinstance(arch, dict) or arch.get("layer") not in LAYERS:
+        name = arch.get("layer") if isinstance(arch, dict) else arch
+        raise ValueError(f"{str(name)[:40]!r} is not a layer; expected one of {', '.join(LAYERS)}")
+    build = LAYERS[arch["layer"]]
+    if "init" in arch:  # a function, never data: the saved arrays take its place
+        raise ValueError(f"{arch['layer']}: init is not part of an architecture")
+    args = {k: _from_data(v) for k, v in arch.items() if k != "layer"}
+    star = [p.name for p in inspect.signature(build).parameters.values() if p.kind is p.VAR_POSITIONAL]
+    positional = args.pop(star[0], ()) if star else ()
+    if not isinstance(positional, tuple):
+        raise ValueError(f"{arch['layer']}: {star[0]}: expected a list")
+    try:
+        inspect.signature(build).bind(*positional, **args)
+        return build(*positional, **args)
+    except (TypeError, ValueError, AttributeError) as e:  # arguments missing, unknown, or of the wrong kind
+        raise ValueError(str(e) if str(e).startswith(arch["layer"]) else f"{arch['layer']}: {e}") from None
+
+
+def _from_data(value):
+    if isinstance(value, dict):
+        return from_arch(value)
+    if isinstance(value, list):
+        return tuple(_from_data(v) for v in value)
+    if value is not None and not isinstance(value, (bool, int, float, str)):
+        raise ValueError(f"{value!r}: expected a number, a list or a layer")
+    return value
 
 
 def _is_param(x) -> bool:
@@ -104,9 +178,12 @@ def _call(named: dict[str, Module], name: str, params, state, x, key, train, new
     return y
 
 
+@layer
 def sequential(*layers: Module) -> Module:
     """Layers one after another, like ``nn.Sequential``: params and state keyed by position ("0", "1",
     ...) for the layers that have any."""
+    if not all(isinstance(m, Module) for m in layers):
+        raise TypeError(f"sequential: expected layers (Module), got {', '.join(type(m).__name__ for m in layers)}")
     named = {str(i): m for i, m in enumerate(layers)}
 
     def apply(params, state, x, key, train):
@@ -126,6 +203,7 @@ def _sizes(layer: str, minimum: int = 1, **sizes) -> None:
             raise ValueError(f"{layer}: {name} {n!r}: expected an integer, {minimum} or more")
 
 
+@layer
 def dense(n_in: int, n_out: int, bias: bool = True, init: Init = torch_init) -> Module:
     """``nn.Linear``: (B, n_in) -> (B, n_out), ``x @ w + b`` with w (n_in, n_out)."""
     _sizes("dense", n_in=n_in, n_out=n_out)
@@ -133,21 +211,26 @@ def dense(n_in: int, n_out: int, bias: bool = True, init: Init = torch_init) -> 
     return stateless(lambda p, x: x @ p["w"] + p["b"] if bias else x @ p["w"], params)
 
 
+@layer
 def relu() -> Module:
     return stateless(lambda p, x: jax.nn.relu(x))
 
 
+@layer
 def sigmoid() -> Module:
     return stateless(lambda p, x: jax.nn.sigmoid(x))
 
 
+@layer
 def flatten() -> Module:
     """(B, ...) -> (B, F), like ``nn.Flatten``."""
     return stateless(lambda p, x: x.reshape(x.shape[0], -1))
 
 
+@layer
 def reshape(*shape: int) -> Module:
     """Each example to ``shape``, like ``nn.Unflatten``: ``reshape(28, 28, 1)`` gives images a channel axis."""
+    _sizes("reshape", **{f"shape[{i}]": n for i, n in enumerate(shape)})
     return stateless(lambda p, x: x.reshape(x.shape[0], *shape))
 
 
@@ -171,6 +254,7 @@ def patches(x: jax.Array, k: int, stride: int = 1, padding: int = 0) -> jax.Arra
                             for i in range(k) for j in range(k)], axis=-1)
 
 
+@layer
 def conv(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0, bias: bool = True,
          init: Init = torch_init) -> Module:
     """``nn.Conv2d`` on channels-last images: (B, H, W, c_in) -> (B, H', W', c_out), H' = (H + 2·padding −
@@ -187,8 +271,10 @@ def conv(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0, 
     return stateless(fn, params)
 
 
+@layer
 def max_pool(window: int = 2) -> Module:
     """``nn.MaxPool2d(window)``: the max of each window×window block, (B, H, W, C) -> (B, H//w, W//w, C)."""
+    _sizes("max_pool", window=window)
     def fn(p, x):
         b, h, w, c = x.shape
         h, w = h // window, w // window
@@ -198,11 +284,13 @@ def max_pool(window: int = 2) -> Module:
     return stateless(fn)
 
 
+@layer
 def global_avg_pool() -> Module:
     """``nn.AdaptiveAvgPool2d(1)`` + flatten: (B, H, W, C) -> (B, C)."""
     return stateless(lambda p, x: x.mean((1, 2)))
 
 
+@layer
 def dropout(rate: float) -> Module:
     """``nn.Dropout``: in training, zero each value with probability ``rate`` and scale the rest by
     1/(1 − rate); in evaluation, the identity. Needs a key in training. ``rate``: 0 or more, under 1."""
@@ -221,6 +309,7 @@ def dropout(rate: float) -> Module:
     return Module({}, {}, apply)
 
 
+@layer
 def batch_norm(features: int, momentum: float = 0.1, eps: float = 1e-5) -> Module:
     """``nn.BatchNorm1d``/``2d`` over the last axis of (B, F) or (B, H, W, C) inputs.
 
@@ -230,6 +319,8 @@ def batch_norm(features: int, momentum: float = 0.1, eps: float = 1e-5) -> Modul
     Under ``jit`` with a sharded batch the means are over the global batch, as on one device.
     """
     _sizes("batch_norm", features=features)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in (momentum, eps)):
+        raise ValueError(f"batch_norm: momentum {momentum!r}, eps {eps!r}: expected numbers from 0 to 1")
     params = {"scale": np.ones(features, np.float32), "bias": np.zeros(features, np.float32)}
     state = {"mean": np.zeros(features, np.float32), "var": np.ones(features, np.float32)}
 
@@ -247,8 +338,11 @@ def batch_norm(features: int, momentum: float = 0.1, eps: float = 1e-5) -> Modul
     return Module(params, state, apply)
 
 
+@layer
 def residual(main: Module, shortcut: Module | None = None) -> Module:
     """``main(x) + shortcut(x)`` (the identity when ``shortcut`` is None): a ResNet block's skip connection."""
+    if not isinstance(main, Module) or not isinstance(shortcut, (Module, type(None))):
+        raise TypeError("residual: expected layers (Module) for main and shortcut")
     named = {"main": main, "shortcut": shortcut or stateless(lambda p, x: x)}
 
     def apply(params, state, x, key, train):

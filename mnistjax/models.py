@@ -115,9 +115,17 @@ def _load_file(path: Path):
     return module
 
 
+def is_plugin(fn) -> bool:
+    """Whether ``fn`` says it builds a model: a Python function annotated ``-> Module`` (or
+    ``-> layers.Module``). Checked before it is called, so that no other callable (``os:system``) is
+    ever called with arguments from a command line or a file."""
+    returns = getattr(fn, "__annotations__", {}).get("return") if inspect.isfunction(fn) else None
+    return returns is Module or (isinstance(returns, str) and returns.rpartition(".")[2] == "Module")
+
+
 def builder(name: str) -> Callable[..., Module]:
     """The function that builds model ``name``: a built-in name, ``path/to/file.py:function`` or
-    ``package.module:function``."""
+    ``package.module:function``, a function annotated ``-> Module`` (``is_plugin``)."""
     if name in MODELS:
         return MODELS[name]
     target, sep, attr = name.rpartition(":")
@@ -133,6 +141,9 @@ def builder(name: str) -> Callable[..., Module]:
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise MnistjaxError(f"{name}: {target} has no function {attr!r}", param="model")
+    if not is_plugin(fn):
+        raise MnistjaxError(f"{name}: not a model function; expected a function that says it returns a layers.Module "
+                            f"(def {attr}(...) -> Module:)", param="model")
     return fn
 
 

@@ -7,6 +7,7 @@ pure as the rest); a notebook shows it as it is, ``save``/``save_all`` write PNG
 from __future__ import annotations
 
 import io
+import math
 import os
 from pathlib import Path
 from typing import Sequence
@@ -37,7 +38,8 @@ def show_image(images, titles: Sequence[str] | None = None, ncols: int = 8, size
     n = len(images)
     ncols = min(ncols, n)
     nrows = -(-n // ncols)
-    fig = Figure(figsize=(size * ncols, size * nrows + (0.3 if titles else 0)))
+    title_lines = max((t.count("\n") + 1 for t in titles), default=0) if titles is not None else 0
+    fig = Figure(figsize=(size * ncols, (size + 0.17 * title_lines) * nrows + 0.1), layout="constrained")
     for i, img in enumerate(images):
         ax = fig.add_subplot(nrows, ncols, i + 1)
         ax.imshow(img, cmap="Greys", vmin=0, vmax=255 if img.dtype == np.uint8 else 1)
@@ -79,8 +81,9 @@ def confusion_figure(cm, class_names: Sequence[str], title: str = "confusion mat
     im = ax.imshow(cm, cmap="Blues")
     for (r, c), v in np.ndenumerate(cm):
         ax.text(c, r, str(v), ha="center", va="center", fontsize=8, color="white" if v > cm.max() / 2 else "black")
-    ax.set_xticks(range(k), class_names)
-    ax.set_yticks(range(k), class_names)
+    names = [n if len(n) <= 12 else n[:11] + "…" for n in map(str, class_names)]  # long names abbreviated
+    ax.set_xticks(range(k), names, rotation=45 if max(map(len, names)) > 2 else 0, ha="right" if max(map(len, names)) > 2 else "center")
+    ax.set_yticks(range(k), names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
@@ -269,9 +272,10 @@ def lr_find_figure(summary: dict) -> Figure:
 
 
 def top_losses_figure(images, rows: list[dict]) -> Figure:
-    """Images (N, 28, 28) with the rows of ``interpret.top_losses`` as titles: actual/predicted, loss, probability."""
-    titles = [f"{r['actual']}/{r['predicted']} loss {r['loss']:.2f}\np={r['probability']:.2f}" for r in rows]
-    return show_image(np.asarray(images)[[r["index"] for r in rows]], titles, ncols=min(len(rows), 8))
+    """Images (N, 28, 28) with the rows of ``interpret.top_losses`` as titles: actual and predicted class
+    on lines of their own (a class name may hold any character), loss, probability; a square-ish grid."""
+    titles = [f"true {r['actual']}\npred {r['predicted']}\nloss {r['loss']:.2f} p={r['probability']:.2f}" for r in rows]
+    return show_image(np.asarray(images)[[r["index"] for r in rows]], titles, ncols=max(1, math.ceil(math.sqrt(len(rows)))))
 
 
 def interpretation_figures(summary: dict, images) -> dict[str, Figure]:

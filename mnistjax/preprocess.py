@@ -3,8 +3,9 @@
 MNIST's digits were size-normalised to fit a 20×20 box keeping their aspect ratio (anti-aliased, so
 with grey levels), then centred in 28×28 by their centre of mass; ink is light (1) on a dark (0)
 background. ``to_mnist`` does the same to any PNG or JPEG: any size, RGB or grayscale, dark ink on
-light paper or light on dark, the digit anywhere in the frame. ``deskew`` straightens slanted digits,
-the preprocessing of LeCun's table that helps nearest neighbours most.
+light paper or light on dark, the digit anywhere in the frame. ``resize`` does only what a model
+trained on other data needs: their size and polarity. ``deskew`` straightens slanted digits, the
+preprocessing of LeCun's table that helps nearest neighbours most.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
+from mnistjax.data.folders import as_seen
 from mnistjax.errors import MnistjaxError
 
 BOX, SIZE = 20, 28
@@ -27,9 +29,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     """An image file as (H, W) float32 gray in [0, 1]; transparency is laid over white paper."""
     try:
         with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)  # a phone's photo the way up it was taken
-            if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
-                im = Image.alpha_composite(Image.new("RGBA", im.size, "white"), im.convert("RGBA"))
+            im = as_seen(im)  # as training decodes it: the way up it was taken, transparency over white
             if im.mode.startswith("I;16"):
                 return (np.asarray(im, np.float32) / 65535).astype(np.float32)
             return np.asarray(im.convert("L"), np.float32) / 255
@@ -48,8 +48,7 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
     centre of mass is the 28×28 frame's. Raises MnistjaxError for an image with no ink.
     """
     gray = np.asarray(gray, np.float32)
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    background = float(np.median(border))
+    background = float(np.median(_border(gray)))
     ink = np.abs(gray - background)  # light ink on dark, whichever way the picture was
     contrast = float(ink.max())
     if contrast < 0.1:
@@ -66,6 +65,34 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
     out = np.zeros((SIZE, SIZE), np.float32)
     out[top:top + h, left:left + w] = small
     return out
+
+
+def _border(image: np.ndarray) -> np.ndarray:
+    return np.concatenate([image[..., 0, :], image[..., -1, :], image[..., :, 0], image[..., :, -1]], axis=-1)
+
+
+def ink_of(images: np.ndarray) -> str:
+    """The polarity of images (N, H, W) uint8: "light" ink on a dark background (MNIST's), or "dark"
+    on a light one, by the median of their border pixels."""
+    return "dark" if np.median(_border(np.asarray(images))) > 127 else "light"
+
+
+def resize(gray: np.ndarray, size: tuple[int, int] = (SIZE, SIZE), ink: str = "light") -> np.ndarray:
+    """(H, W) gray in [0, 1] -> ``size`` float32 in [0, 1] with ``ink``'s polarity ("light" on dark or
+    "dark" on light): a picture brought to a model's training images, nothing else (no crop, no
+    centring), for data that are not MNIST. Area-averaged when it shrinks, bilinear when it grows;
+    inverted when its border says its polarity is the other one."""
+    image = Image.fromarray(np.asarray(gray, np.float32))
+    if image.size != size[::-1]:
+        shrink = image.size[0] > size[1] or image.size[1] > size[0]
+        image = image.resize(size[::-1], Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR)
+    out = np.clip(np.asarray(image, np.float32), 0, 1)
+    light_background = float(np.median(_border(out))) > 0.5
+    return 1 - out if light_background == (ink == "light") else out
+
+
+# How ``predict`` brings a picture to a model's input, by the name a saved model records.
+PREPROCESS = {"mnist": lambda gray, ink: to_mnist(gray), "resize": lambda gray, ink: resize(gray, ink=ink)}
 
 
 def deskew(images: jax.Array) -> jax.Array:

@@ -45,9 +45,12 @@ def _floats(xs) -> list[float | None]:
     return [float(x) if np.isfinite(x) else None for x in np.asarray(xs, float).ravel()]
 
 
+MNIST_DATASETS = ("mnist", "tiny", "mnist_sample")
+
+
 def is_mnist(ds: data.Dataset) -> bool:
     """MNIST itself or one of its samples: the data the book's numbers are about."""
-    return ds.name in ("mnist", "tiny", "mnist_sample")
+    return ds.name in MNIST_DATASETS
 
 
 # Pixel similarity.

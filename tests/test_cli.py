@@ -129,7 +129,7 @@ def test_any_optax_optimizer_and_schedule_from_the_command_line():
 def test_a_plug_in_model_from_a_file_trains_with_seeds_and_checkpoints(tmp_path):
     (tmp_path / "mine.py").write_text(
         "from mnistjax import layers\n"
-        "def tiny_cnn(n_out, width=4):\n"
+        "def tiny_cnn(n_out, width=4) -> layers.Module:\n"
         "    return layers.sequential(layers.reshape(28, 28, 1), layers.conv(1, width, 3, stride=2, padding=1),\n"
         "                             layers.batch_norm(width), layers.relu(), layers.flatten(),\n"
         "                             layers.dropout(0.1), layers.dense(14 * 14 * width, n_out))\n")
@@ -235,7 +235,7 @@ def test_book_numbers_only_for_mnist(tmp_path, tiny):
 
 def test_ctrl_c_in_run_exits_130_at_once():
     proc = start_cli("run", "--dataset", "tiny", "--no-compile-cache", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(6)  # JAX imported, the steps compiling and training side by side
+    time.sleep(3)  # JAX imported, the steps compiling and training side by side (the whole run: 5-6 s quiet)
     t = time.monotonic()
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)

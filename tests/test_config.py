@@ -90,3 +90,11 @@ def test_show_config_prints_the_effective_settings(tmp_path):
                              "--show-config").stdout)
     assert (out["model"], out["model_args"], out["epochs"], out["lr"], out["shuffle"]) == ("cnn", {"channels": [4, 8]}, 7, 0.2, False)
     assert out["schedule_args"] == {"pct_start": 0.2}
+
+
+def test_a_config_file_naming_code_is_refused_unless_trusted_or_named(tmp_path):
+    (tmp_path / "run.json").write_text(json.dumps({"model": "mine.py:net", "epochs": 2}))
+    with pytest.raises(MnistjaxError, match="^config: .*run.json: names a model built by code, mine.py:net; .*--trust-code"):
+        config.load(tmp_path / "run.json")
+    assert config.load(tmp_path / "run.json", trust_code=True).model == "mine.py:net"
+    assert config.load(tmp_path / "run.json", overrides={"model": "mine.py:net"}).epochs == 2  # the user names it

@@ -361,3 +361,67 @@ def strict(text: str):
 def test_json_output_is_strict_everywhere(args, rc):
     out = strict(run_cli(*args, "--json", check_rc=rc).stdout)
     assert isinstance(out, dict) and out
+
+
+# Files are data: code named by a model file or a config file runs only with --trust-code.
+
+def test_a_forged_model_file_or_config_runs_no_code(tmp_path):
+    from safetensors.numpy import save
+
+    meta = {"format": "mnistjax-model/1", "spec": {"model": "os:system", "model_args": {"command": f"touch {tmp_path}/ran"},
+                                                   "loss": "mnist_loss", "classes": ["3", "7"]}}
+    (tmp_path / "m.safetensors").write_bytes(save({"params/1/w": np.zeros((784, 1), np.float32)},
+                                                  {"mnistjax": json.dumps(meta)}))
+    Image.new("L", (28, 28)).save(tmp_path / "d.png")
+    for command in (["predict", str(tmp_path / "m.safetensors"), str(tmp_path / "d.png")],
+                    ["interpret", str(tmp_path / "m.safetensors"), "--dataset", "tiny"]):
+        proc = run_cli(*command, check_rc=2)
+        assert proc.stderr.count("\n") == 1 and "built by code, os:system" in proc.stderr and "--trust-code" in proc.stderr
+        proc = run_cli(*command, "--trust-code", check_rc=2)
+        assert "os:system: not a model function" in proc.stderr
+    (tmp_path / "evil.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w')\n")
+    (tmp_path / "result.json").write_text(json.dumps({"config": {"model": f"{tmp_path}/evil.py:net", "epochs": 1}}))
+    proc = run_cli("train", "--config", str(tmp_path / "result.json"), "--dataset", "tiny", check_rc=2)
+    assert proc.stderr.startswith("mnistjax: error: --config: ") and "evil.py:net; run it only if you trust" in proc.stderr
+    assert not (tmp_path / "ran").exists()
+
+
+# Predictions on the model's own kind of data; pictures decoded one way for training and prediction.
+
+def test_ink_in_the_alpha_channel_trains_as_it_predicts(tmp_path, tiny):
+    root = tmp_path / "pngs"
+    for dirname, split in (("train", tiny.train), ("valid", tiny.test)):
+        for i in range(3):
+            (root / dirname / "3").mkdir(parents=True, exist_ok=True)
+            la = np.stack([np.zeros_like(split.images[i]), split.images[i]], -1)  # black ink, drawn in alpha only
+            Image.fromarray(la, "LA").save(root / dirname / "3" / f"{i}.png")
+    ds = data.load_folders(root, None)
+    np.testing.assert_array_equal(ds.train.images, 255 - tiny.train.images[:3])  # dark ink on white paper, not all black
+    from mnistjax import preprocess
+
+    picture = preprocess.read_image(root / "train" / "3" / "0.png")
+    np.testing.assert_allclose(picture * 255, ds.train.images[0], atol=0.5)
+
+
+def test_a_model_of_other_data_trains_all_classes_and_predicts_pictures_as_it_trained(tmp_path, tiny):
+    from mnistjax.data.idx import write_idx
+
+    # Other data: the sample's digits dark on light and moved to a corner (not MNIST's form, nor its hash).
+    moved = {s: np.pad(255 - getattr(tiny, s).images[:, 4:, 4:], ((0, 0), (0, 4), (0, 4)), constant_values=255)
+             for s in ("train", "test")}
+    for (split, kind), name in FILES.items():
+        arr = moved[split] if kind == "images" else getattr(tiny, split).labels
+        write_idx(tmp_path / f"{name}.gz", arr.astype("uint8"))
+    out = json.loads(run_cli("train", "--data-dir", str(tmp_path), "--model", "cnn", "--opt", "adam", "--lr", "3e-3",
+                             "--epochs", "3", "--batch-size", "64", "--save", str(tmp_path / "m.safetensors"),
+                             "--json").stdout)
+    assert out["dataset"] == "custom" and out["classes"] == [str(d) for d in range(10)]  # all classes, not 3 and 7
+    for i in range(20):  # test pictures at twice the size, as a user would have them
+        Image.fromarray(moved["test"][i]).resize((56, 56)).save(tmp_path / f"{i:02d}.png")
+    labels = [str(d) for d in tiny.test.labels[:20]]
+    results = {}
+    for how in ("auto", "mnist"):
+        pred = json.loads(run_cli("predict", str(tmp_path / "m.safetensors"), *sorted(map(str, tmp_path.glob("??.png"))),
+                                  "--preprocess", how, "--json").stdout)
+        results[pred["preprocess"]] = np.mean([p["class"] == y for p, y in zip(pred["predictions"], labels)])
+    assert results["resize"] >= 0.8 and results["resize"] > results["mnist"], results

@@ -30,3 +30,17 @@ def test_from_a_training_report(tiny):
     assert s["accuracy"] == pytest.approx(report.summary["valid_accuracy"])
     wrong = 400 - np.trace(np.array(s["confusion_matrix"]))
     assert sum(c for _, _, c in s["most_confused"]) == wrong
+
+
+def test_figures_with_real_class_names_are_readable():
+    from mnistjax import plots
+
+    names = ["T-shirt/top", "Trouser", "Ankle boot, left and right"]
+    fig = plots.confusion_figure(np.eye(3, dtype=int), names)
+    labels = fig.axes[0].get_xticklabels()
+    assert [t.get_text() for t in labels] == ["T-shirt/top", "Trouser", "Ankle boot,…"] and labels[0].get_rotation() == 45
+    rows = [{"index": i, "actual": "T-shirt/top", "predicted": "Trouser", "loss": 2.0, "probability": 0.9} for i in range(9)]
+    fig = plots.top_losses_figure(np.zeros((9, 28, 28)), rows)
+    grid = {(ax.get_subplotspec().rowspan.start, ax.get_subplotspec().colspan.start) for ax in fig.axes}
+    assert len(grid) == 9 and max(grid) == (2, 2)  # 3 × 3
+    assert fig.axes[0].get_title().splitlines()[:2] == ["true T-shirt/top", "pred Trouser"]

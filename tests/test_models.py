@@ -40,17 +40,20 @@ def test_batch_norm_models_carry_state():
 PLUGIN = '''
 from mnistjax import layers
 
-def wide(n_out, width=64):
+def wide(n_out, width=64) -> layers.Module:
     return layers.sequential(layers.flatten(), layers.dense(784, width), layers.relu(), layers.dense(width, n_out))
 
-def fixed():  # no n_out: always five outputs
+def fixed() -> "layers.Module":  # no n_out: always five outputs
     return layers.sequential(layers.flatten(), layers.dense(784, 5))
 
-def not_a_model(n_out):
+def not_a_model(n_out) -> layers.Module:
     return 42
 
-def broken(n_out):
+def broken(n_out) -> layers.Module:
     raise RuntimeError("oops")
+
+def unannotated(n_out):
+    return layers.sequential(layers.flatten(), layers.dense(784, n_out))
 '''
 
 
@@ -72,9 +75,15 @@ def test_plug_in_models_from_a_file_and_a_module(tmp_path, monkeypatch):
     ("{d}/mine.py:wide", {"depth": 3}, "takes no argument 'depth'"),
     ("cnn", {"n_out": 3}, "takes no argument 'n_out'"),
     ("no_such_package_xyz:f", {}, "cannot import no_such_package_xyz (ModuleNotFoundError"),
+    # only functions that say they build a model are ever called: never os.system or the like
+    ("{d}/mine.py:unannotated", {}, "not a model function; expected a function that says it returns a layers.Module"),
+    ("os:system", {"command": "touch {d}/ran"}, "os:system: not a model function"),
+    ("subprocess:getoutput", {"cmd": "touch {d}/ran"}, "subprocess:getoutput: not a model function"),
 ])
 def test_plug_in_errors_name_the_model(tmp_path, spec, args, message):
     (tmp_path / "mine.py").write_text(PLUGIN)
     with pytest.raises(MnistjaxError, match="^model") as e:
-        models.build(spec.format(d=tmp_path), 10, **args)
+        models.build(spec.format(d=tmp_path), 10, **{k: v.format(d=tmp_path) if isinstance(v, str) else v
+                                                     for k, v in args.items()})
     assert message in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "ran").exists()

@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mnistjax.data.dataset import DIGITS, Dataset, Split
 from mnistjax.files import atomic_write, remove_stale_temps
@@ -72,10 +72,21 @@ def scan(root: Path) -> dict[str, list[tuple[str, str]]]:
     return found
 
 
+def as_seen(im: Image.Image) -> Image.Image:
+    """A picture as a person sees it: the way up its EXIF says, transparency laid over white paper
+    (ink drawn only in the alpha channel shows). The one decoding of pictures, for training and for
+    ``predict`` alike."""
+    im = ImageOps.exif_transpose(im)
+    if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+        return Image.alpha_composite(Image.new("RGBA", im.size, "white"), im.convert("RGBA"))
+    return im
+
+
 def _decode(path: str) -> tuple[np.ndarray, str | None]:
     """One PNG → (28, 28) uint8, and the mode it was converted from (None when already 8-bit gray)."""
     try:
         with Image.open(path, formats=["PNG"]) as im:
+            im = as_seen(im)
             if im.size != SIZE:
                 raise MnistjaxError(f"{path}: image of size {im.size[0]}x{im.size[1]}; expected 28x28")
             mode = None if im.mode == "L" else im.mode
