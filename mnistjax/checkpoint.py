@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import jax
@@ -32,8 +33,24 @@ def save(folder: str | os.PathLike, train_state, history: list, config: dict, da
     np.savez(buf, meta=np.array(json.dumps(meta)), **{f"leaf{i}": np.asarray(x) for i, x in enumerate(leaves)})
     path = Path(folder) / FILENAME
     remove_stale_temps(folder)
-    atomic_write(path, buf.getvalue())
+    atomic_write(path, buf.getvalue(), param="checkpoint_dir")
     return path
+
+
+@contextmanager
+def held(folder: str | os.PathLike):
+    """Hold ``folder`` for one run while it trains: a second run given the same folder at the same time
+    is refused (one line) instead of overwriting the first one's progress. The lock is the OS's
+    (``filelock``): a killed run's lock goes with it."""
+    from filelock import FileLock, Timeout
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(Path(folder) / ".lock", timeout=0):
+            yield
+    except Timeout:
+        raise MnistjaxError(f"{folder}: another run is training with this folder now; wait for it or use another folder",
+                            param="checkpoint_dir") from None
 
 
 def _read(path: Path) -> tuple[dict, list[np.ndarray]]:

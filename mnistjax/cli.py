@@ -13,6 +13,7 @@ import glob
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
 import threading
@@ -29,6 +30,7 @@ from mnistjax import data, files
 from mnistjax.data.load import is_local
 from mnistjax.errors import MnistjaxError, TrainingDiverged
 from mnistjax.files import strict_json
+from mnistjax.tables import printable
 
 # The commands that read the data: it starts loading (in a thread) before JAX is imported.
 READS_DATA = {"run", "train", "lr-find", "baseline", "knn", "info"}
@@ -236,7 +238,18 @@ def load_data(args: argparse.Namespace, dataset: str | None = None, data_dir: st
 
 def emit(args: argparse.Namespace, result: dict, human: str) -> None:
     """The one place a command writes its result to stdout."""
-    print(strict_json(result) if args.json else human)
+    print_result(strict_json(result) if args.json else human)
+
+
+def print_result(text: str) -> None:
+    """``text`` on stdout, flushed: a full disk there is a one-line error, not a traceback at exit."""
+    try:
+        print(text, flush=True)
+    except OSError as e:
+        if isinstance(e, BrokenPipeError):
+            raise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what could not be written is dropped
+        raise MnistjaxError(f"standard output: cannot write the result ({e.strerror or e})") from None
 
 
 def _save_figures(folder: str | None, figures: Callable[[object], dict]) -> None:
@@ -302,7 +315,7 @@ def cmd_train(args):
 
     cfg = run_config(args)
     if args.show_config:
-        print(json.dumps(cfg.to_dict(), indent=1))
+        print_result(json.dumps(cfg.to_dict(), indent=1))
         return
     if args.figures and cfg.n_models > 1:
         raise MnistjaxError("draws one model's figures; with several seeds or lrs, drop --figures", param="figures")
@@ -310,9 +323,10 @@ def cmd_train(args):
         raise MnistjaxError("saves one model; with several seeds or lrs, drop --save", param="save")
     if args.resume and not cfg.checkpoint_dir:
         raise MnistjaxError("needs --checkpoint-dir (where the checkpoint is)", param="resume")
-    for name, path in (("checkpoint_dir", cfg.checkpoint_dir), ("save", args.save and Path(args.save).parent)):
-        if path:
-            files.writable_dir(path, name)
+    if cfg.checkpoint_dir:
+        files.writable_dir(cfg.checkpoint_dir, "checkpoint_dir")
+    if args.save:
+        files.output_file(args.save, "save")
     log = files.open_log(args.log) if args.log else None
     cfg, p = prepared_run(args)
     try:
@@ -326,7 +340,11 @@ def cmd_train(args):
     if args.save:
         from mnistjax import saved
 
-        report.summary["saved"] = str(saved.save_training(args.save, report))
+        try:
+            report.summary["saved"] = str(saved.save_training(args.save, report))
+        except MnistjaxError:  # a full disk, say: the result is still printed, then the one-line error
+            emit(args, report.summary, tables.training(report.summary))
+            raise
     emit(args, report.summary, tables.training(report.summary) + (f"\nsaved to {args.save}" if args.save else ""))
 
 
@@ -366,7 +384,7 @@ def cmd_predict(args):
         try:
             seen[i] = preprocess.PREPROCESS[kind](preprocess.read_image(path), ink)
         except MnistjaxError as e:  # this image's own entry; the others are still predicted
-            entries.append({"file": str(path), "error": " ".join(str(e).split()).removeprefix(f"{path}: ")})
+            entries.append({"file": str(path), "error": " ".join(e.message.removeprefix(f"{path}: ").split())})
             continue
         entries.append({"file": str(path)})
     probs = saved.probabilities(m, np.stack(list(seen.values()))) if seen else []  # one batch: one compile
@@ -445,8 +463,10 @@ def build_parser() -> argparse.ArgumentParser:
     _run_options(p)
     out = p.add_argument_group("outputs")
     out.add_argument("--figures", metavar="DIR", help="write loss/accuracy curves, confusion matrix, top_wrong.png")
-    out.add_argument("--log", metavar="FILE", help="append one record per epoch as the run goes (.jsonl, or .csv)")
-    out.add_argument("--save", metavar="FILE", help="save the trained model here (safetensors; mnistjax predict reads it)")
+    out.add_argument("--log", metavar="FILE", help="append one record per epoch as the run goes (.jsonl, or .csv; "
+                     "a folder, a link or a device such as /dev/null is refused before training)")
+    out.add_argument("--save", metavar="FILE", help="save the trained model here (safetensors; mnistjax predict reads it); "
+                     "an existing file is replaced whole, a folder, a link or a device is refused before training")
     out.add_argument("--show-config", action="store_true", help="print the run's settings as JSON (for --config) and stop")
     p = add("lr-find", cmd_lr_find, "the learning-rate range test: a rate growing exponentially over at most one epoch; "
             "suggestions as fastai makes them (one run per --seeds, in one vmapped call)", reads_data=True)
@@ -596,13 +616,18 @@ def _message(e: MnistjaxError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    for stream in (sys.stdout, sys.stderr):  # a name the terminal's encoding cannot show is escaped, not an error
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         loading = _start_loading(argv)
         args = build_parser().parse_args(argv)
         args.loading = loading
+        if sys.stdout is None:  # started with stdout closed (>&-): the result would be lost in silence
+            raise MnistjaxError("standard output is closed; expected somewhere to print the result (a file, a pipe)")
         for name in ("figures", "show"):  # every output folder is checked before any work starts
             if vars(args).get(name):
-                files.writable_dir(vars(args)[name], name)
+                files.writable_dir(vars(args)[name], name, ".png")
         with _compile_cache_trouble(use_compile_cache(args)):
             args.func(args)
         # What is alive now lives until exit: keep the garbage collector's passes at interpreter exit from
@@ -610,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
         gc.freeze()
         return 0
     except MnistjaxError as e:
-        print(f"mnistjax: error: {' '.join(_message(e).split())}", file=sys.stderr)
+        print(f"mnistjax: error: {printable(' '.join(_message(e).split()))}", file=sys.stderr)
         return 3 if isinstance(e, TrainingDiverged) else 2
     except BrokenPipeError:  # stdout closed early (| head): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -628,12 +653,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def console() -> None:
     """The ``mnistjax`` entry point. After Ctrl-C it exits at once, without waiting for work still
-    running in threads (XLA computations cannot be cancelled)."""
+    running in threads (XLA computations cannot be cancelled). SIGTERM unwinds like an exception,
+    so a file being written is cleaned up (its temp file removed, the old file intact)."""
+    signal.signal(signal.SIGTERM, _terminate)
     code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
     if code == 130:
         os._exit(130)
     sys.exit(code)

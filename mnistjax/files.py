@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
@@ -16,8 +17,13 @@ from mnistjax.errors import MnistjaxError
 _TEMP = re.compile(r"^\..+\.pid(\d+)\.[^.]+\.tmp$")
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path`` and rename it: no half-written file, ever.
+def _cannot_write(path, e: OSError, param: str | None = None) -> MnistjaxError:
+    return MnistjaxError(f"{path}: cannot write ({e.strerror or e}); nothing was written there", param=param)
+
+
+def atomic_write(path: str | os.PathLike, data: bytes, param: str | None = None) -> None:
+    """Write ``data`` to a temp file beside ``path`` and rename it: no half-written file, ever. A
+    full disk or a file-size limit is a one-line MnistjaxError (naming ``param``), the old file intact.
 
     The temp file's name carries this process's id, so ``remove_stale_temps`` can tell a dead
     writer's leftover from a live writer's file."""
@@ -29,15 +35,35 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; a data file is for everyone to read
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise _cannot_write(path, e, param) from None
         raise
 
 
-def writable_dir(path: str | os.PathLike, param: str) -> Path:
-    """``path`` as a folder that exists and takes files (created if need be), or a one-line error
-    naming ``param``: checked before any work starts, so no result is lost at the end."""
+def output_file(path: str | os.PathLike, param: str) -> Path:
+    """``path`` as a file mnistjax may write (a new name, or a regular file it replaces, in a writable
+    folder), or a one-line error naming ``param``, checked before any work: a folder, a link, a
+    device (/dev/null) or a FIFO is never replaced."""
+    path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        what = "a link" if path.is_symlink() else "a folder" if path.is_dir() else "not a regular file (a device or a FIFO)"
+        raise MnistjaxError(f"{path}: {what}; expected a new file name or a regular file to replace", param=param)
+    writable_dir(path.parent, param)
+    return path
+
+
+def writable_dir(path: str | os.PathLike, param: str, suffix: str | None = None) -> Path:
+    """``path`` as a folder that exists and takes files (created if need be), where everything below
+    it ending in ``suffix`` is a regular file that can be replaced, or a one-line error naming
+    ``param``: checked before any work starts, so no result is lost at the end."""
     folder = Path(path)
+    odd = next((p for p in folder.rglob(f"*{suffix}") if p.is_symlink() or not p.is_file()), None) \
+        if suffix and folder.is_dir() else None
+    if odd is not None:
+        raise MnistjaxError(f"{odd}: not a regular file; expected a folder whose {suffix} files can be replaced",
+                            param=param)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=folder).close()
@@ -53,6 +79,7 @@ def open_log(path: str | os.PathLike, param: str = "log") -> "EpochLog":
     """An ``EpochLog`` at ``path``, or a one-line error naming ``param`` when it cannot be written."""
     if Path(path).suffix not in (".jsonl", ".csv"):
         raise MnistjaxError(f"{path}: expected a .jsonl or .csv file name", param=param)
+    output_file(path, param)
     try:
         return EpochLog(path)
     except OSError as e:
@@ -97,24 +124,30 @@ def strict_json(obj) -> str:
 
 
 class EpochLog:
-    """A training log that grows by one record per epoch, flushed and synced as it goes, so a killed
+    """A training log that grows by one record per epoch, written and synced as it goes, so a killed
     run keeps every epoch it finished: JSON lines (``.jsonl``) or CSV (``.csv``, without the per-step
-    losses). Appends to an existing file."""
+    losses). Appends to an existing file; a record is a whole line or none."""
 
     COLUMNS = ("epoch", "train_loss", "valid_loss", "valid_accuracy")
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.csv = self.path.suffix == ".csv"
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        self.file = open(self.path, "a", encoding="utf-8")
-        if self.csv and new:
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if self.csv and os.fstat(self.fd).st_size == 0:
             self._line(",".join(self.COLUMNS))
 
     def _line(self, text: str) -> None:
-        self.file.write(text + "\n")
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        """Append one line; a write that fails (a full disk) is cut back off and is a one-line error."""
+        end = os.lseek(self.fd, 0, os.SEEK_END)
+        data = (text + "\n").encode()
+        try:
+            while data:
+                data = data[os.write(self.fd, data):]
+            os.fsync(self.fd)
+        except OSError as e:
+            os.ftruncate(self.fd, end)
+            raise _cannot_write(self.path, e, "log") from None
 
     def write(self, row: dict) -> None:
         if self.csv:
@@ -125,4 +158,4 @@ class EpochLog:
             self._line(strict_json(row))
 
     def close(self) -> None:
-        self.file.close()
+        os.close(self.fd)

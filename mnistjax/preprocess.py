@@ -11,6 +11,7 @@ preprocessing of LeCun's table that helps nearest neighbours most.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import jax
@@ -26,15 +27,25 @@ INK = 0.25  # a pixel is ink when it is this far from the background, as a fract
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file as (H, W) float32 gray in [0, 1]; transparency is laid over white paper."""
+    """An image file as (H, W) float32 gray in [0, 1], decoded as training decodes pictures
+    (``data.folders.as_seen``). Anything but a regular file holding a PNG or JPEG of at most
+    Pillow's safe size (``Image.MAX_IMAGE_PIXELS``) is a one-line MnistjaxError naming it."""
+    path = Path(path)
+    if path.exists() and not path.is_file():  # a FIFO would block the reader; a folder or a device is no picture
+        raise MnistjaxError(f"{path}: not a regular file; expected a PNG or JPEG")
     try:
-        with Image.open(path) as im:
-            im = as_seen(im)  # as training decodes it: the way up it was taken, transparency over white
-            if im.mode.startswith("I;16"):
-                return (np.asarray(im, np.float32) / 65535).astype(np.float32)
-            return np.asarray(im.convert("L"), np.float32) / 255
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # a picture too large to be one is refused
+            with Image.open(path) as im:
+                im = as_seen(im)
+                if im.mode.startswith("I;16"):
+                    return (np.asarray(im, np.float32) / 65535).astype(np.float32)
+                return np.asarray(im.convert("L"), np.float32) / 255
     except FileNotFoundError:
         raise MnistjaxError(f"{path}: no such file; expected a PNG or JPEG") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise MnistjaxError(f"{path}: too large a picture (over {Image.MAX_IMAGE_PIXELS:,} pixels, a decompression "
+                            "bomb's size); expected a PNG or JPEG of a digit") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise MnistjaxError(f"{path}: not a readable image ({type(e).__name__}); expected a PNG or JPEG") from None
 
@@ -119,11 +130,13 @@ def deskew(images: jax.Array) -> jax.Array:
 
 
 def image_files(paths: list[str | os.PathLike]) -> list[Path]:
-    """The files named, and the images (PNG, JPEG) inside the folders named, sorted within each folder."""
+    """The files named, and the entries inside the folders named whose names end in .png, .jpg or
+    .jpeg, sorted within each folder: links that lead nowhere, FIFOs and the like included, so that
+    each gets its own error rather than being skipped in silence."""
     found = []
     for p in map(Path, paths):
         if p.is_dir():
-            found += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in (".png", ".jpg", ".jpeg"))
+            found += sorted(f for f in p.rglob("*") if f.suffix.lower() in (".png", ".jpg", ".jpeg") and not f.is_dir())
         else:
             found.append(p)
     return found

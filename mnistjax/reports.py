@@ -9,6 +9,7 @@ import hashlib
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import nullcontext
 from functools import partial
 from typing import Callable, NamedTuple
 
@@ -276,11 +277,7 @@ def train(config: RunConfig, p: Prepared, *, resume: bool = False, log=None, pro
     if config.lrs:
         start = init_many(lrn, key, jnp.asarray(config.lrs * (config.n_models // len(config.lrs))))
     cfg = config.to_dict()
-    if config.checkpoint_dir:
-        ident = data_id(p)
-        if resume:
-            template = start if start is not None else (init_many(lrn, key) if key.ndim else init(lrn, key))
-            start, history = checkpoint.load(config.checkpoint_dir, template, cfg, ident)
+    ident = data_id(p) if config.checkpoint_dir else None
 
     def on_epoch(epoch: int, ts: TrainState, history: list) -> None:
         if log is not None:
@@ -288,8 +285,12 @@ def train(config: RunConfig, p: Prepared, *, resume: bool = False, log=None, pro
         if config.checkpoint_dir and (epoch % config.checkpoint_every == 0 or epoch == config.epochs):
             checkpoint.save(config.checkpoint_dir, ts, history, cfg, ident)
 
-    r = fit(lrn, p.data, config.epochs, key, start=start, history=history, same_batches=config.same_batches,
-            progress=progress, on_epoch=on_epoch)
+    with checkpoint.held(config.checkpoint_dir) if config.checkpoint_dir else nullcontext():
+        if config.checkpoint_dir and resume:
+            template = start if start is not None else (init_many(lrn, key) if key.ndim else init(lrn, key))
+            start, history = checkpoint.load(config.checkpoint_dir, template, cfg, ident)
+        r = fit(lrn, p.data, config.epochs, key, start=start, history=history, same_batches=config.same_batches,
+                progress=progress, on_epoch=on_epoch)
     summary = {"config": cfg, "dataset": p.dataset, "classes": list(p.names), "n_train": int(p.data.x_train.shape[0]),
                "n_valid": int(p.data.x_valid.shape[0]),
                **(_one_model(r, lrn, p) if key.ndim == 0 else _many_models(r, config)),

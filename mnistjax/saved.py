@@ -26,7 +26,7 @@ import numpy as np
 
 from mnistjax import layers, losses, models
 from mnistjax.errors import MnistjaxError
-from mnistjax.files import atomic_write
+from mnistjax.files import atomic_write, remove_stale_temps
 from mnistjax.layers import Module
 from mnistjax.losses import Task
 
@@ -111,7 +111,8 @@ def save_model(path: str | os.PathLike, spec: Spec, params: dict, model_state: d
     meta = {"format": FORMAT, "spec": spec._asdict(), "preprocessing": {"kind": kind, "ink": ink, "input": INPUT},
             **(info or {})}
     tensors = {name: np.asarray(x) for name, x in _named(params, model_state).items()}
-    atomic_write(path, save(tensors, {"mnistjax": json.dumps(meta)}))
+    remove_stale_temps(Path(path).parent)  # what a killed save left
+    atomic_write(path, save(tensors, {"mnistjax": json.dumps(meta)}), param="save")
     return Path(path)
 
 

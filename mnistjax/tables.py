@@ -110,15 +110,22 @@ def recipes(r: dict) -> str:
     return "\n".join(f"{name:<{width}}  {text}" for name, text in r["recipes"].items())
 
 
+def printable(text: str) -> str:
+    """``text`` with its control characters escaped (a newline as \\n, an ANSI escape as \\x1b): a
+    file's name cannot break a table's lines or drive the terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def predictions(r: dict) -> str:
     """``mnistjax predict``: each image's class and probability, and the runners-up."""
     lines = []
     for p in r["predictions"]:
         if "error" in p:
-            lines.append(f"{p['file']}: ERROR {p['error']}")
+            lines.append(f"{printable(p['file'])}: ERROR {printable(p['error'])}")
         else:
-            rest = ", ".join(f"{name} {prob:.3f}" for name, prob in p["top"][1:])
-            lines.append(f"{p['file']}: {p['class']} ({p['probability']:.3f})" + (f"; then {rest}" if rest else ""))
+            rest = ", ".join(f"{printable(name)} {prob:.3f}" for name, prob in p["top"][1:])
+            lines.append(f"{printable(p['file'])}: {printable(p['class'])} ({p['probability']:.3f})"
+                         + (f"; then {rest}" if rest else ""))
     return "\n".join(lines)
 
 

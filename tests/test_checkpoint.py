@@ -61,7 +61,7 @@ def test_a_checkpoint_of_other_data_is_refused(tmp_path, tiny):
     for (split, kind), name in FILES.items():  # the tiny sample with its test images flipped: other data, same shapes
         arr = getattr(getattr(tiny, split), kind)
         write_idx(other / f"{name}.gz", (arr[:, ::-1] if kind == "images" and split == "test" else arr).astype("uint8"))
-    base = ["train", "--model", "linear", "--epochs", "2", "--checkpoint-dir", str(tmp_path / "ckpt")]
+    base = ["train", "--model", "linear", "--epochs", "2", "--classes", "3,7", "--checkpoint-dir", str(tmp_path / "ckpt")]
     run_cli(*base, "--dataset", "tiny")
     proc = run_cli(*base, "--data-dir", str(other), "--resume", check_rc=2)
     assert "was trained on other data" in proc.stderr

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -295,7 +296,7 @@ def test_ctrl_c_at_random_points_of_run_exits_130_at_once(tmp_path):
     (["train", "--figures", "{file}"], "--figures: {file}: not a folder"),
     (["train", "--figures", "/proc/nope"], "--figures: /proc/nope: cannot write here"),
     (["train", "--checkpoint-dir", "{file}"], "--checkpoint-dir: {file}: not a folder"),
-    (["train", "--log", "{file}/log.csv"], "--log: {file}/log.csv: cannot write"),
+    (["train", "--log", "{file}/log.csv"], "--log: {file}: not a folder"),
     (["train", "--log", "log.txt"], "--log: log.txt: expected a .jsonl or .csv file name"),
     (["train", "--checkpoint-every", "0"], "--checkpoint-every: 0: expected a positive integer"),
     (["run", "--figures", "{file}"], "--figures: {file}: not a folder"),
@@ -425,3 +426,92 @@ def test_a_model_of_other_data_trains_all_classes_and_predicts_pictures_as_it_tr
                                   "--preprocess", how, "--json").stdout)
         results[pred["preprocess"]] = np.mean([p["class"] == y for p, y in zip(pred["predictions"], labels)])
     assert results["resize"] >= 0.8 and results["resize"] > results["mnist"], results
+
+
+# Output targets that are not files, full disks, closed outputs, signals, shared checkpoint folders.
+
+def test_non_regular_output_targets_are_refused_before_the_work(tmp_path):
+    (tmp_path / "link.safetensors").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "out.jsonl").symlink_to("/proc/self/fd/1")
+    (tmp_path / "figs" / "loss.png").mkdir(parents=True)
+    for args, message in [(["--save", str(tmp_path)], f"--save: {tmp_path}: a folder"),
+                          (["--save", str(tmp_path / "link.safetensors")], "link.safetensors: a link"),
+                          (["--save", "/dev/null"], "--save: /dev/null: not a regular file (a device or a FIFO)"),
+                          (["--log", str(tmp_path / "out.jsonl")], "out.jsonl: a link"),
+                          (["--figures", str(tmp_path / "figs")], "figs/loss.png: not a regular file")]:
+        proc = run_cli("train", "--dataset", "tiny", "--epochs", "1", *args, check_rc=2)
+        assert message in proc.stderr and proc.stderr.count("\n") == 1 and proc.stdout == "", args
+    assert Path("/dev/null").is_char_device()
+
+
+def _limited(command: str, kbytes: int) -> subprocess.CompletedProcess:
+    """A mnistjax command under a file-size limit (writes past it fail with EFBIG, as on a full disk)."""
+    return subprocess.run(["bash", "-c", f"ulimit -f {kbytes}; exec {sys.executable} -m mnistjax.cli {command}"],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_full_disk_while_saving_or_logging_is_one_line_and_keeps_the_result(tmp_path):
+    model = tmp_path / "m.safetensors"
+    model.write_bytes(b"the old model")
+    proc = _limited(f"train --dataset tiny --epochs 1 --save {model} --json", 40)  # simple_net: 95 KB
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith(f"mnistjax: error: --save: {model}: "
+                                                                                     "cannot write (File too large)")
+    assert json.loads(proc.stdout)["valid_accuracy"] > 0.5  # the result is printed all the same
+    assert model.read_bytes() == b"the old model" and [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+    log = tmp_path / "log.jsonl"
+    proc = _limited(f"train --dataset tiny --model linear --epochs 50 --log {log} --json", 4)
+    assert proc.returncode == 2 and f"--log: {log}: cannot write (File too large)" in proc.stderr
+    lines = log.read_text().splitlines(keepends=True)
+    assert lines and all(line.endswith("\n") and json.loads(line) for line in lines)  # whole records only
+    for command in ("recipes >&-", "recipes > /dev/full"):
+        proc = subprocess.run(["bash", "-c", f"{sys.executable} -m mnistjax.cli {command}"], capture_output=True, text=True)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "standard output" in proc.stderr, command
+
+
+def test_sigterm_leaves_no_temp_file_and_a_second_run_cannot_share_a_checkpoint_folder(tmp_path):
+    from mnistjax import checkpoint
+
+    folder = tmp_path / "ck"
+    dead = folder / ".checkpoint.npz.pid999999999.x.tmp"  # what a run killed mid-write left
+    folder.mkdir()
+    dead.write_bytes(b"half")
+    proc = start_cli("train", "--dataset", "tiny", "--epochs", "400", "--checkpoint-dir", str(folder), "--json",
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(8)
+    proc.terminate()
+    proc.communicate(timeout=60)
+    assert proc.returncode == 143 and not dead.exists() and not list(folder.glob("*.tmp"))
+    with checkpoint.held(folder):  # another run holds it
+        proc = run_cli("train", "--dataset", "tiny", "--epochs", "1", "--checkpoint-dir", str(folder), check_rc=2)
+    assert "--checkpoint-dir: " in proc.stderr and "another run is training with this folder now" in proc.stderr
+
+
+def test_every_odd_picture_gets_its_own_entry_and_names_are_printed_escaped(tmp_path):
+    from mnistjax import layers, models, saved
+
+    model = models.simple_net(1)
+    path = saved.save_model(tmp_path / "m.safetensors", saved.Spec("simple_net", {}, "mnist_loss", ("3", "7"), model.arch),
+                            *layers.init(model, __import__("jax").random.key(0)))
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    digit = np.zeros((28, 28), np.uint8)
+    digit[4:24, 12:16] = 255
+    Image.fromarray(digit).save(pics / "a good one\n\x1b[31mred.png")
+    Image.new("L", (1, 1)).save(pics / "bomb.png")
+    blob = bytearray((pics / "bomb.png").read_bytes())  # its header says 20000x20000: a decompression bomb
+    blob[16:24] = (20000).to_bytes(4, "big") * 2
+    blob[29:33] = zlib.crc32(blob[12:29]).to_bytes(4, "big")
+    (pics / "bomb.png").write_bytes(bytes(blob))
+    (pics / "dangling.png").symlink_to(pics / "nowhere.png")
+    (pics / "loop.png").symlink_to(pics / "loop.png")
+    os.mkfifo(pics / "fifo.png")
+    proc = run_cli("predict", str(path), str(pics), check_rc=2)
+    assert "\x1b" not in proc.stdout and "a good one\\n\\x1b[31mred.png: " in proc.stdout
+    rows = {line.split(": ")[0]: line for line in proc.stdout.splitlines()}
+    assert "too large a picture" in rows[f"{pics}/bomb.png"] and "no such file" in rows[f"{pics}/dangling.png"]
+    assert "not a readable image" in rows[f"{pics}/loop.png"] and "not a regular file" in rows[f"{pics}/fifo.png"]
+    assert proc.stderr.count("\n") == 1 and "4 of 5 images could not be predicted" in proc.stderr
+    env = {"PYTHONIOENCODING": "ascii"}
+    (pics / "fifo.png").unlink()
+    proc = run_cli("predict", str(path), str(pics / "a good one\n\x1b[31mred.png"), str(tmp_path / "é.png"), env=env, check_rc=2)
+    assert "\\xe9.png: ERROR no such file" in proc.stdout and "internal error" not in proc.stderr
