@@ -17,3 +17,14 @@ class MnistjaxError(ValueError):
 
 class TrainingDiverged(MnistjaxError):
     """The training loss went non-finite; the CLI exits 3 after printing what was done."""
+
+
+def expect_floats(x, param: str) -> None:
+    """``x`` is an array of floats (images in [0, 1]; uint8 pixels 0..255 and integer arrays are the
+    usual mistake), or a one-line MnistjaxError naming ``param``."""
+    import jax.numpy as jnp
+
+    dtype = getattr(x, "dtype", None)
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        raise MnistjaxError(f"{dtype or type(x).__name__}: expected floats (images as float32 in [0, 1]: "
+                            "data.as_float(uint8 images))", param=param)

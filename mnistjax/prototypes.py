@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from mnistjax.distances import Distance, all_pairs, l1, mnist_distance, rmse
+from mnistjax.errors import expect_floats
 
 
 @jax.jit
@@ -44,6 +45,8 @@ def classify(x: jax.Array, prototypes: jax.Array, prototype_labels: jax.Array, d
 
     Several prototypes may share a label (say k-means centroids per class).
     """
+    expect_floats(x, "x")  # uint8 beside float prototypes would compare 0..255 with 0..1 in silence
+    expect_floats(prototypes, "prototypes")
     chex.assert_rank(prototype_labels, 1)
     chex.assert_equal_shape_prefix([prototypes, prototype_labels], 1)  # one label per prototype
     return prototype_labels[nearest(x, prototypes, distance)]

@@ -25,7 +25,7 @@ import jax
 import numpy as np
 
 from mnistjax import layers, losses, models
-from mnistjax.errors import MnistjaxError
+from mnistjax.errors import MnistjaxError, expect_floats
 from mnistjax.files import atomic_write, remove_stale_temps
 from mnistjax.layers import Module
 from mnistjax.losses import Task
@@ -203,6 +203,10 @@ def load_model(path: str | os.PathLike, trust_code: bool = False) -> SavedModel:
 def probabilities(saved: SavedModel, images) -> np.ndarray:
     """Each class's probability for images (N, 28, 28) float32 in [0, 1] (MNIST's form): (N, K)."""
     from mnistjax.training import predict
+
+    expect_floats(images, "images")
+    if np.ndim(images) != 3 or tuple(np.shape(images)[1:]) != (28, 28):
+        raise MnistjaxError(f"shape {tuple(np.shape(images))}; expected (N, 28, 28) images", param="images")
 
     return np.asarray(saved.task.probabilities(predict(saved.params, saved.model_state, jax.numpy.asarray(images),
                                                        saved.model)))

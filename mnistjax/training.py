@@ -23,7 +23,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from mnistjax import data as mdata
 from mnistjax import layers, metrics
-from mnistjax.errors import MnistjaxError
+from mnistjax.errors import MnistjaxError, expect_floats
 from mnistjax.layers import Module
 from mnistjax.losses import Task
 
@@ -308,6 +308,7 @@ def check(learner: Learner, data: Data, epochs: int, done: int = 0) -> None:
     """The mistakes to catch before training, each a one-line error: the model's output width against
     the task, a loss that is not per example, a batch larger than the data, fewer epochs than done.
     Shapes come from ``jax.eval_shape``: nothing is computed."""
+    _check_data(data, max(learner.task.n_out, 2))
     n = int(data.x_train.shape[0])
     if not 1 <= learner.batch_size <= n:
         raise MnistjaxError(f"{learner.batch_size}: expected 1 to {n}, the number of training images", param="batch_size")
@@ -329,6 +330,21 @@ def check(learner: Learner, data: Data, epochs: int, done: int = 0) -> None:
         raise MnistjaxError(f"gives shape {each.shape} for a batch of 2; expected one loss per example, (2,)", param="loss")
 
 
+def _check_data(data: Data, n_classes: int) -> None:
+    """Float images, one integer label per image, each a class index below ``n_classes``: what the
+    trainer would otherwise read out of bounds or train on in silence."""
+    for split in ("train", "valid"):
+        x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+        expect_floats(x, f"data.x_{split}")
+        if not jnp.issubdtype(y.dtype, jnp.integer) or y.shape != x.shape[:1]:
+            raise MnistjaxError(f"{y.dtype} of shape {y.shape}; expected integer class indices, one per image "
+                                f"({x.shape[0]},)", param=f"data.y_{split}")
+        lo, hi = (int(v) for v in jax.device_get((y.min(), y.max())))
+        if lo < 0 or hi >= n_classes:
+            raise MnistjaxError(f"labels from {lo} to {hi}; expected class indices 0 to {n_classes - 1} for this "
+                                "task (positions in its classes: for 3 vs 7, 3 -> 0 and 7 -> 1)", param=f"data.y_{split}")
+
+
 def _device_memory() -> int:
     """Bytes of memory on the default device: an accelerator's own, or the machine's."""
     stats = jax.local_devices()[0].memory_stats() or {}
@@ -336,8 +352,9 @@ def _device_memory() -> int:
 
 
 def _is_many(key: jax.Array) -> bool:
-    if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or key.ndim > 1:
-        raise MnistjaxError(f"a {key.dtype} array of shape {key.shape}; expected jax.random.key(seed), or K of them "
+    if not isinstance(key, jax.Array) or not jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or key.ndim > 1:
+        what = f"a {key.dtype} array of shape {key.shape}" if isinstance(key, jax.Array) else f"{key!r}"
+        raise MnistjaxError(f"{what}; expected jax.random.key(seed), or K of them "
                             "(jax.random.split) for K models", param="key")
     return key.ndim == 1
 

@@ -515,3 +515,44 @@ def test_every_odd_picture_gets_its_own_entry_and_names_are_printed_escaped(tmp_
     (pics / "fifo.png").unlink()
     proc = run_cli("predict", str(path), str(pics / "a good one\n\x1b[31mred.png"), str(tmp_path / "é.png"), env=env, check_rc=2)
     assert "\\xe9.png: ERROR no such file" in proc.stdout and "internal error" not in proc.stderr
+
+
+# The library's inputs, checked at its public boundary.
+
+def test_library_inputs_are_checked_at_the_boundary(tiny):
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from mnistjax import layers, losses, models, prototypes, saved, training
+
+    model = models.simple_net(1)
+    m = saved.SavedModel(saved.Spec("simple_net", {}, "mnist_loss", ("3", "7")), model, losses.binary,
+                         *layers.init(model, jax.random.key(0)), {})
+    x = tiny.test.images[:8]
+    means = jnp.zeros((2, 28, 28))
+    learner = training.Learner(models.simple_net(), losses.binary, optax.sgd(0.1), batch_size=50)
+    good = training.Data(jnp.zeros((200, 28, 28)), jnp.zeros(200, jnp.int32), jnp.zeros((20, 28, 28)), jnp.zeros(20, jnp.int32))
+    ten = training.Learner(models.simple_net(10), losses.multiclass(10), optax.sgd(0.1), batch_size=50)
+    cases = [
+        (lambda: saved.probabilities(m, x), "images: uint8: expected floats"),
+        (lambda: saved.probabilities(m, x[0] / 255.0), "images: shape (28, 28); expected (N, 28, 28)"),
+        (lambda: prototypes.classify(jnp.asarray(x), means, jnp.arange(2)), "x: uint8: expected floats"),
+        (lambda: training.fit(learner, good._replace(y_train=jnp.zeros(150, jnp.int32)), 1, jax.random.key(0)),
+         "data.y_train: int32 of shape (150,); expected integer class indices, one per image (200,)"),
+        (lambda: training.fit(learner, good._replace(y_train=jnp.full(200, 0.5)), 1, jax.random.key(0)),
+         "data.y_train: float32 of shape (200,)"),
+        (lambda: training.fit(learner, good._replace(y_valid=jnp.full(20, 5)), 1, jax.random.key(0)),
+         "data.y_valid: labels from 5 to 5; expected class indices 0 to 1"),
+        (lambda: training.fit(ten, good._replace(y_train=jnp.full(200, 12)), 1, jax.random.key(0)),
+         "expected class indices 0 to 9"),
+        (lambda: training.fit(learner, good._replace(x_train=jnp.zeros((200, 28, 28), jnp.uint8)), 1, jax.random.key(0)),
+         "data.x_train: uint8: expected floats"),
+        (lambda: training.fit(learner, good, 1, 0), "key: 0; expected jax.random.key(seed)"),
+        (lambda: __import__("mnistjax").data.mnist_sample(tiny, (3, 11)),
+         "classes: (3, 11); expected distinct class ids from 0 to 9"),
+    ]
+    for call, message in cases:
+        with pytest.raises(MnistjaxError) as e:
+            call()
+        assert message in str(e.value) and "\n" not in str(e.value), (message, str(e.value))

@@ -151,6 +151,10 @@ def mnist_sample(ds: Dataset, classes: Iterable[int] = (3, 7)) -> Sample:
     Any class subset works the same way; the test split serves as the validation set, as in the book.
     """
     classes = tuple(classes)
+    if not classes or len(set(classes)) != len(classes) or not all(
+            isinstance(c, (int, np.integer)) and 0 <= c < len(ds.classes) for c in classes):
+        raise MnistjaxError(f"{classes!r}; expected distinct class ids from 0 to {len(ds.classes) - 1} "
+                            f"(this dataset's {len(ds.classes)} classes)", param="classes")
     sample = Sample(select(ds.train, classes), select(ds.test, classes), classes)
     for split, name in ((sample.train, "training"), (sample.valid, "validation")):
         counts = np.bincount(split.labels, minlength=len(ds.classes))[list(classes)]
