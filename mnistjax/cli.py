@@ -148,7 +148,8 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     o.add_argument("--lr", type=float, default=S, help="learning rate, the schedule's peak (default 0.1)")
     o.add_argument("--schedule", default=S, help=f"{_names(optimizers.SCHEDULES)} (default constant), over the whole run")
     o.add_argument("--schedule-arg", metavar="K=V", action="append", type=_key_values, default=S,
-                   help="an argument of the schedule, repeatable (pct_start=0.25)")
+                   help="an argument of the schedule, repeatable (pct_start=0.25); onecycle's pct_start and "
+                        "warmup_cosine's warmup are fractions of the run (0.25: its first quarter), not steps")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int, default=S, help="default 40")
     t.add_argument("--batch-size", type=int, default=S, help="default 256")
@@ -420,7 +421,11 @@ def cmd_interpret(args):
     cfg = m.info.get("config", {})
     given = "dataset" in vars(args) or "data_dir" in vars(args)
     ds = load_data(args) if given else load_data(args, cfg.get("dataset", "auto"), cfg.get("data_dir"), cfg.get("class_names"))
-    p = reports.prepare(ds, ",".join(m.spec.classes))
+    missing = [c for c in m.spec.classes if c not in ds.classes]
+    if missing:
+        raise MnistjaxError(f"{missing[0]!r} is a class of the model that these data ({ds.name}) do not have; expected "
+                            f"data with its classes {', '.join(m.spec.classes)}", param="data_dir")
+    p = reports.prepare(ds, tuple(ds.classes.index(c) for c in m.spec.classes))  # by id: a name may hold a comma
     logits = predict(m.params, m.model_state, p.data.x_valid, m.model)
     i = interpret.interpret(logits, p.data.y_valid, m.task, m.spec.classes)
     result = {"model": args.model, "dataset": ds.name, **interpret.summary(i, args.top_losses, args.min_count)}

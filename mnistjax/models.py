@@ -136,7 +136,7 @@ def builder(name: str) -> Callable[..., Module]:
         module = _load_file(Path(target)) if target.endswith(".py") else importlib.import_module(target)
     except MnistjaxError:
         raise
-    except Exception as e:  # the plug-in's own error, whatever it is: one line naming it
+    except (Exception, SystemExit) as e:  # the plug-in's own error, whatever it is (sys.exit too): one line naming it
         raise MnistjaxError(f"{name}: cannot import {target} ({type(e).__name__}: {e})", param="model") from None
     fn = getattr(module, attr, None)
     if not callable(fn):
@@ -163,7 +163,7 @@ def build(name: str, n_out: int, /, **args) -> Module:
         model = fn(**args)
     except MnistjaxError:
         raise
-    except Exception as e:  # a plug-in's own error, or arguments of the wrong kind
+    except (Exception, SystemExit) as e:  # a plug-in's own error (sys.exit too), or arguments of the wrong kind
         raise MnistjaxError(f"{name}({', '.join(f'{k}={v!r}' for k, v in args.items())}) failed "
                             f"({type(e).__name__}: {e})", param="model") from None
     if not isinstance(model, Module):

@@ -42,6 +42,7 @@ def constant(lr: float, steps: int) -> float:
 def onecycle(lr: float, steps: int, pct_start: float = 0.3, div_factor: float = 25.0,
              final_div_factor: float = 1e4) -> optax.Schedule:
     """Warm up from lr/div_factor to lr over pct_start of the run, then cosine down (fastai's fit_one_cycle)."""
+    _fraction("pct_start", pct_start)
     return optax.cosine_onecycle_schedule(steps, lr, pct_start, div_factor, final_div_factor)
 
 
@@ -50,8 +51,14 @@ def cosine(lr: float, steps: int, alpha: float = 0.0) -> optax.Schedule:
     return optax.cosine_decay_schedule(lr, steps, alpha)
 
 
+def _fraction(name: str, value: float) -> None:
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} is a fraction of the run, from 0 to under 1 (0.05: its first 5 %), not {value!r}")
+
+
 def warmup_cosine(lr: float, steps: int, warmup: float = 0.05, end_value: float = 0.0) -> optax.Schedule:
     """Linear warm-up from 0 over the first ``warmup`` fraction of the run, then cosine down to end_value."""
+    _fraction("warmup", warmup)
     return optax.warmup_cosine_decay_schedule(0.0, lr, max(1, int(warmup * steps)), steps, end_value)
 
 
@@ -84,6 +91,12 @@ def _call(registry: dict, kind: str, name: str, fixed: tuple[str, ...], args: di
     if unknown:
         raise MnistjaxError(f"{name} takes no argument {unknown[0]!r}; expected some of {', '.join(takes) or 'none'}",
                             param=f"{kind}_args")
+    for k, v in args.items():  # a value of the default's kind: b1=x fails here, not inside a compiled step
+        default = inspect.signature(fn).parameters[k].default
+        want = bool if isinstance(default, bool) else (int, float) if isinstance(default, (int, float)) else None
+        if want and (not isinstance(v, want) or (want is not bool and isinstance(v, bool))):
+            raise MnistjaxError(f"{name} argument {k}={v!r}: expected {'true or false' if want is bool else 'a number'} "
+                                f"(its default: {default!r})", param=f"{kind}_args")
     try:
         return fn(*values, **args)
     except (TypeError, ValueError) as e:

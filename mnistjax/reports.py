@@ -330,12 +330,23 @@ def _many_models(r: FitResult, config: RunConfig) -> dict:
             "valid_accuracy_std": statistics.pstdev(accs) if accs else None}
 
 
+def _finite_from_the_start(report: Training, config: RunConfig) -> bool:
+    """Whether the initial model's logits on the first training images are finite (asked only after a
+    run diverged in its first epoch: the model may be at fault, not the rate)."""
+    start = init(report.learner, run_keys(config))
+    x = report.prepared.data.x_train[:64]
+    return bool(jnp.isfinite(predict(start.params, start.model_state, x, report.learner.model)).all())
+
+
 def _diverged(report: Training, config: RunConfig) -> TrainingDiverged:
     s = report.summary
     if "runs" in s:
         bad = [f"seed {run['seed']} lr {run['lr']:g} at epoch {run['diverged_at']}" for run in s["runs"] if run["diverged_at"]]
         err = TrainingDiverged(f"{len(bad)} of {len(s['runs'])} runs diverged (loss not finite): {', '.join(bad)}; "
                                "try smaller learning rates")
+    elif s["diverged_at"] == 1 and not _finite_from_the_start(report, config):
+        err = TrainingDiverged("the model's outputs are not finite from the start, before any training step (NaN or "
+                               "infinite logits from its init or apply); check the model, not the learning rate")
     else:
         at = s["diverged_at"]
         err = TrainingDiverged(f"training diverged at epoch {at} (loss not finite); kept the params of epoch {at - 1}; "

@@ -319,8 +319,15 @@ def check(learner: Learner, data: Data, epochs: int, done: int = 0) -> None:
         raise MnistjaxError(f"{layers.size(learner.model):,} parameters need {need / 2**30:,.0f} GiB for training, "
                             f"more than this device's {have / 2**30:,.0f} GiB; expected a smaller model", param="model")
     two = jax.ShapeDtypeStruct((2, *data.x_train.shape[1:]), data.x_train.dtype)
-    params, state = jax.eval_shape(lambda k: layers.init(learner.model, k), jax.random.key(0))
-    out = jax.eval_shape(lambda p, s, x: learner.model.apply(p, s, x, None, False)[0], params, state, two)
+    try:  # the model's own code, traced: whatever it raises is its error, named as such
+        params, state = jax.eval_shape(lambda k: layers.init(learner.model, k), jax.random.key(0))
+        out = jax.eval_shape(lambda p, s, x: learner.model.apply(p, s, x, None, False)[0], params, state, two)
+    except (Exception, SystemExit) as e:
+        raise MnistjaxError(f"the model fails on a batch of 2 images ({type(e).__name__}: "
+                            f"{' '.join(str(e).split())[:200]}); expected (params, state) of arrays and "
+                            "apply(params, state, x, key, train) -> (logits, state)", param="model") from None
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise MnistjaxError(f"the model gives {out.dtype} outputs; expected float logits", param="model")
     if out.shape != (2, learner.task.n_out):
         raise MnistjaxError(f"the model gives outputs of shape {out.shape[1:]} per image; the task expects "
                             f"({learner.task.n_out},) ({'one logit for mnist_loss' if learner.task.n_out == 1 else 'one logit per class'})",

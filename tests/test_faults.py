@@ -556,3 +556,60 @@ def test_library_inputs_are_checked_at_the_boundary(tiny):
         with pytest.raises(MnistjaxError) as e:
             call()
         assert message in str(e.value) and "\n" not in str(e.value), (message, str(e.value))
+
+
+# Plug-ins and arguments: the user's mistake named as such, never an internal error.
+
+PLUGINS = '''
+import sys
+import jax.numpy as jnp
+from mnistjax import layers
+
+def int_logits(n_out=1) -> layers.Module:
+    return layers.stateless(lambda p, x: jnp.zeros((len(x), n_out), jnp.int32))
+
+def string_param(n_out=1) -> layers.Module:
+    return layers.stateless(lambda p, x: x.reshape(len(x), -1)[:, :n_out], {"w": "abc"})
+
+def asserts(n_out=1) -> layers.Module:
+    import chex
+    return layers.stateless(lambda p, x: (chex.assert_rank(x, 4), x)[1])
+
+def exits(n_out=1) -> layers.Module:
+    sys.exit(0)
+
+def nan_from_the_start(n_out=1) -> layers.Module:
+    return layers.sequential(layers.flatten(), layers.dense(784, n_out, init=lambda k, s, f: jnp.full(s, jnp.nan)))
+'''
+
+
+@pytest.mark.parametrize("name,message", [
+    ("int_logits", "--model: the model gives int32 outputs; expected float logits"),
+    ("string_param", "--model: the model fails on a batch of 2 images (TypeError"),
+    ("asserts", "--model: the model fails on a batch of 2 images (AssertionError"),
+    ("exits", "exits(n_out=1) failed (SystemExit: 0)"),
+    ("nan_from_the_start", "the model's outputs are not finite from the start"),
+])
+def test_a_plug_in_that_fails_is_named(tmp_path, name, message):
+    (tmp_path / "p.py").write_text(PLUGINS)
+    proc = run_cli("train", "--dataset", "tiny", "--epochs", "1", "--model", f"{tmp_path}/p.py:{name}", check_rc=None)
+    assert proc.returncode in (2, 3) and message in proc.stderr and "internal error" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 or proc.returncode == 3
+
+
+def test_argument_values_are_checked_like_names_and_class_names_may_hold_commas(tmp_path, tiny):
+    for args, message in [(["--opt", "adam", "--opt-arg", "b1=x"], "--opt-arg: adam argument b1='x': expected a number"),
+                          (["--schedule", "cosine", "--schedule-arg", "alpha=[1,2]"], "alpha=[1, 2]: expected a number"),
+                          (["--schedule", "warmup_cosine", "--schedule-arg", "warmup=200"],
+                           "warmup is a fraction of the run, from 0 to under 1")]:
+        proc = run_cli("train", "--dataset", "tiny", "--epochs", "1", *args, check_rc=2)
+        assert message in proc.stderr and proc.stderr.count("\n") == 1
+    from mnistjax.data.idx import write_idx
+
+    for (split, kind), name in FILES.items():  # the sample upside down: other data, with names that hold commas
+        arr = getattr(getattr(tiny, split), kind)
+        write_idx(tmp_path / f"{name}.gz", (arr[:, ::-1] if kind == "images" else arr).astype("uint8"))
+    (tmp_path / "classes.txt").write_text("zero\none,uno\n" + "".join(f"c{i}\n" for i in range(2, 10)))
+    run_cli("train", "--data-dir", str(tmp_path), "--epochs", "1", "--save", str(tmp_path / "m.safetensors"))
+    out = json.loads(run_cli("interpret", str(tmp_path / "m.safetensors"), "--json").stdout)
+    assert out["classes"][:2] == ["zero", "one,uno"] and out["n"] == len(tiny.test.labels)
