@@ -303,8 +303,9 @@ def cmd_knn(args):
 def cmd_sgd(args):
     from mnistjax import reports, tables
 
-    if args.steps < 1 or not 0 < args.lr < float("inf"):
-        raise MnistjaxError(f"--steps {args.steps} --lr {args.lr}: expected steps >= 1 and a finite learning rate > 0")
+    if not 1 <= args.steps <= 1_000_000 or not 0 < args.lr < float("inf"):
+        raise MnistjaxError(f"--steps {args.steps} --lr {args.lr}: expected steps from 1 to 1,000,000 and a finite "
+                            "learning rate > 0")
     cases = reports.learning_rates()
     report = reports.sgd_example(args.seed, args.steps, args.lr, max(args.steps, 10_000))
     _save_figures(args.figures, lambda plots: {**plots.learning_rate_figures(cases), **plots.sgd_figures(report)})
@@ -645,12 +646,19 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # stdout closed early (| head): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except MemoryError:
+        print("mnistjax: error: out of memory; expected a smaller model, batch or data", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         from tqdm import tqdm
 
         tqdm.write("mnistjax: interrupted", file=sys.stderr)  # on a line of its own, whatever bar is showing
         return 130
     except Exception as e:  # a bug of ours: still one line, the traceback on request
+        if "RESOURCE_EXHAUSTED" in str(e):  # XLA could not allocate: the machine's limit, not a bug
+            print(f"mnistjax: error: out of memory ({' '.join(str(e).split())[:160]}); expected a smaller model, "
+                  "batch or data", file=sys.stderr)
+            return 2
         if os.environ.get("MNISTJAX_DEBUG"):
             traceback.print_exc()
         print(f"mnistjax: internal error: {type(e).__name__}: {' '.join(str(e).split())} "

@@ -22,6 +22,8 @@ from mnistjax.errors import MnistjaxError
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 DATASETS = ("auto", "mnist", "tiny")
+MAX_CONFIG_BYTES = 1 << 20
+MAX_INT = 2**31 - 1  # what XLA's int32 counters hold
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,8 @@ def _check_type(name: str, value) -> None:
         ok = isinstance(value, _TYPES[kind]) and (kind == "bool" or not isinstance(value, bool))
         if not ok and not (name == "devices" and value == "all"):
             _fail(name, value, f"a value of type {kind}")
+        if kind == "int" and ok and not -MAX_INT <= value <= MAX_INT:
+            _fail(name, value, f"a number from {-MAX_INT:,} to {MAX_INT:,}")
 
 
 def _check_args(name: str, value: str, args: dict, registry: dict, fixed: tuple[str, ...]) -> None:
@@ -176,6 +180,11 @@ def read(path: str | os.PathLike) -> dict:
     """A config file's settings: TOML (``.toml``) or JSON (anything else; a result's ``"config"``
     object, or a whole result with one)."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # /dev/zero or a FIFO would be read without end
+        raise MnistjaxError(f"{path}: not a regular file; expected a TOML or JSON file of settings", param="config")
+    if path.is_file() and path.stat().st_size > MAX_CONFIG_BYTES:
+        raise MnistjaxError(f"{path}: {path.stat().st_size:,} bytes; expected a file of settings (at most "
+                            f"{MAX_CONFIG_BYTES:,} bytes)", param="config")
     try:
         text = path.read_text()
         d = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)

@@ -314,14 +314,18 @@ def check(learner: Learner, data: Data, epochs: int, done: int = 0) -> None:
         raise MnistjaxError(f"{learner.batch_size}: expected 1 to {n}, the number of training images", param="batch_size")
     if epochs < max(done, 1):
         raise MnistjaxError(f"{epochs}: expected at least {max(done, 1)} (the epochs already done)", param="epochs")
-    need, have = 4 * 4 * layers.size(learner.model), _device_memory()  # float32 params, gradients, two moments
+    # float32 params, gradients, two moments, and init's fan-ins and draws (one random call per init function)
+    need, have = 4 * 6 * layers.size(learner.model), _available_memory()
     if need > have:
-        raise MnistjaxError(f"{layers.size(learner.model):,} parameters need {need / 2**30:,.0f} GiB for training, "
-                            f"more than this device's {have / 2**30:,.0f} GiB; expected a smaller model", param="model")
+        raise MnistjaxError(f"{layers.size(learner.model):,} parameters need {need / 2**30:,.1f} GiB for training, "
+                            f"more than the {have / 2**30:,.1f} GiB available on this device; expected a smaller model",
+                            param="model")
     two = jax.ShapeDtypeStruct((2, *data.x_train.shape[1:]), data.x_train.dtype)
     try:  # the model's own code, traced: whatever it raises is its error, named as such
         params, state = jax.eval_shape(lambda k: layers.init(learner.model, k), jax.random.key(0))
         out = jax.eval_shape(lambda p, s, x: learner.model.apply(p, s, x, None, False)[0], params, state, two)
+    except MemoryError:
+        raise
     except (Exception, SystemExit) as e:
         raise MnistjaxError(f"the model fails on a batch of 2 images ({type(e).__name__}: "
                             f"{' '.join(str(e).split())[:200]}); expected (params, state) of arrays and "
@@ -352,10 +356,17 @@ def _check_data(data: Data, n_classes: int) -> None:
                                 "task (positions in its classes: for 3 vs 7, 3 -> 0 and 7 -> 1)", param=f"data.y_{split}")
 
 
-def _device_memory() -> int:
-    """Bytes of memory on the default device: an accelerator's own, or the machine's."""
+def _available_memory() -> int:
+    """Bytes of memory free for training on the default device: an accelerator's limit less what is in
+    use, or the machine's available memory (MemAvailable: free and reclaimable, not the total)."""
     stats = jax.local_devices()[0].memory_stats() or {}
-    return stats.get("bytes_limit") or os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if stats.get("bytes_limit"):
+        return stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration):
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def _is_many(key: jax.Array) -> bool:

@@ -225,6 +225,28 @@ def test_a_partial_or_corrupt_cache_is_repaired_not_replaced_by_tiny(server, mni
     assert out["dataset"] == "mnist" and out["verified"]
 
 
+def test_a_gzip_bomb_on_a_mirror_is_stopped_at_the_published_size(server, tmp_path):
+    import tracemalloc
+
+    from mnistjax.data import download
+
+    bomb = tmp_path / "www" / "train-labels-idx1-ubyte.gz"
+    bomb.parent.mkdir()
+    with gzip.open(bomb, "wb", compresslevel=1) as f:
+        for _ in range(64):
+            f.write(bytes(1 << 22))  # 256 MB of zeros in 250 KB
+    tracemalloc.start()
+    why = download._verified(bomb, "train-labels-idx1-ubyte")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert why == "decompresses to more than the published 60,008 bytes" and peak < 8 << 20
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: Handler(*a, directory=str(bomb.parent))) as httpd:
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        data.fetch(tmp_path / "cache", [f"http://127.0.0.1:{httpd.server_address[1]}", f"{server}/good"], progress=False)
+        httpd.shutdown()
+    assert data.load_idx_dir(mnist_cache(tmp_path / "cache"), strict=True).verified  # the next mirror was tried
+
+
 def test_trickling_and_stalling_mirrors_are_given_up_on(server, tmp_path):
     t = time.monotonic()
     data.fetch(tmp_path, [f"{server}/trickle", f"{server}/stall", f"{server}/good"], progress=False,
@@ -613,3 +635,21 @@ def test_argument_values_are_checked_like_names_and_class_names_may_hold_commas(
     run_cli("train", "--data-dir", str(tmp_path), "--epochs", "1", "--save", str(tmp_path / "m.safetensors"))
     out = json.loads(run_cli("interpret", str(tmp_path / "m.safetensors"), "--json").stdout)
     assert out["classes"][:2] == ["zero", "one,uno"] and out["n"] == len(tiny.test.labels)
+
+
+# Memory and sizes: what is read and what is asked for is bounded; running out is one line.
+
+def test_sizes_and_memory_are_bounded(tmp_path):
+    (tmp_path / "huge.toml").write_text("epochs = 99999999999999999999999\n")
+    (tmp_path / "big.json").write_text(" " * (1 << 20) + "{}")
+    for args, message in [(["train", "--config", "/dev/zero"], "--config: /dev/zero: not a regular file"),
+                          (["train", "--config", str(tmp_path / "big.json")], "big.json: 1,048,578 bytes; expected a file"),
+                          (["train", "--config", str(tmp_path / "huge.toml")], "--epochs: 99999999999999999999999: expected a number"),
+                          (["sgd", "--steps", "1000000000"], "expected steps from 1 to 1,000,000"),
+                          # 1.45e9 parameters: within the machine's total memory at 16 B each, not what training needs
+                          (["train", "--model", "mlp", "--model-arg", "hidden=[1849000]"], "1,453,314,001 parameters need")]:
+        proc = run_cli(*args, *(["--dataset", "tiny"] if args[0] == "train" else []), check_rc=2)
+        assert message in proc.stderr and proc.stderr.count("\n") == 1, args
+    proc = subprocess.run(["bash", "-c", f"ulimit -v 3000000; exec {sys.executable} -m mnistjax.cli train --dataset tiny "
+                           "--model mlp --model-arg hidden=[400000] --epochs 1"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.startswith("mnistjax: error: out of memory")

@@ -20,7 +20,7 @@ import time
 import zlib
 from pathlib import Path
 
-from mnistjax.data.idx_dir import FILES, MNIST_SHA256
+from mnistjax.data.idx_dir import FILES, MNIST_SHA256, MNIST_SIZES
 from mnistjax.errors import MnistjaxError
 from mnistjax.files import alive
 
@@ -58,12 +58,19 @@ def mnist_cache(root: Path) -> Path:
 
 
 def _verified(gz: Path, name: str) -> str | None:
-    """None when ``gz`` decompresses to the published bytes, else what is wrong with it."""
+    """None when ``gz`` decompresses to the published bytes, else what is wrong with it. Streamed and
+    hashed as it goes, never past the published size: a gzip bomb is stopped there, not inflated."""
+    digest, size, limit = hashlib.sha256(), 0, MNIST_SIZES[name]
     try:
-        data = gzip.decompress(gz.read_bytes())
+        with gzip.open(gz, "rb") as f:
+            while chunk := f.read(min(1 << 20, limit + 1 - size)):
+                digest.update(chunk)
+                size += len(chunk)
+                if size > limit:
+                    return f"decompresses to more than the published {limit:,} bytes"
     except (OSError, EOFError, zlib.error) as e:
         return f"corrupt gzip ({e})"
-    digest = hashlib.sha256(data).hexdigest()
+    digest = digest.hexdigest()
     return None if digest == MNIST_SHA256[name] else f"SHA-256 {digest[:12]}… is not the published {MNIST_SHA256[name][:12]}…"
 
 

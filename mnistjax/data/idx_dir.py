@@ -29,6 +29,11 @@ MNIST_SHA256 = {
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
 
+# Their decompressed sizes (an IDX header, then one byte per pixel or label): where a download's
+# decompression stops, so that a gzip bomb on a mirror is never inflated past them.
+MNIST_SIZES = {"train-images-idx3-ubyte": 16 + 60_000 * 784, "train-labels-idx1-ubyte": 8 + 60_000,
+               "t10k-images-idx3-ubyte": 16 + 10_000 * 784, "t10k-labels-idx1-ubyte": 8 + 10_000}
+
 
 def parse_sums(text: str) -> dict[str, str]:
     """``sha256sum`` output ("HASH  NAME" lines) → {NAME: HASH}."""
