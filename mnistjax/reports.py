@@ -384,6 +384,10 @@ def lr_find(config: RunConfig, p: Prepared, start_lr: float = 1e-7, end_lr: floa
 CHAPTER_RECIPES = ("linear", "simple_net", "cnn")  # the trained steps of ``mnistjax run``, on 3 vs 7
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def chapter(ds: data.Dataset, on_report: Callable[[str, object], None] | None = None, progress: bool = True) -> dict:
     """Every step of the chapter on 3 vs 7, our accuracy beside the book's: pixel similarity and the
     ``CHAPTER_RECIPES``. The steps are independent, so they run side by side in threads: while one
@@ -410,7 +414,7 @@ def chapter(ds: data.Dataset, on_report: Callable[[str, object], None] | None = 
     base = r["baseline"]
     steps = [{"step": "pixel similarity (L1)", "accuracy": base["balanced_accuracy"],
               "book": base.get("book", {}).get("balanced_accuracy"), "seconds": base["seconds"]}]
-    steps += [{"step": f"{name} ({r[name]['config']['opt']}, {r[name]['config']['epochs']} epochs)",
+    steps += [{"step": f"{name} ({r[name]['config']['opt']}, {_count(r[name]['config']['epochs'], 'epoch')})",
                "accuracy": r[name]["valid_accuracy"], "book": r[name]["book"],
                "seconds": round(r[name]["compile_seconds"] + r[name]["train_seconds"], 3)} for name in CHAPTER_RECIPES]
     return {"dataset": ds.name, "source": ds.source, "verified": ds.verified, "steps": steps}

@@ -28,7 +28,7 @@ def _require(path: Path) -> Path:
     if not path.exists():
         if os.environ.get("MNISTJAX_REQUIRE_DATA"):
             pytest.fail(f"{path} is missing and MNISTJAX_REQUIRE_DATA is set")
-        pytest.skip(f"needs {path} (the real MNIST files)")
+        pytest.skip(f"needs {path} (the real MNIST files; MNISTJAX_DATA names their folder)")
     return path
 
 

@@ -43,6 +43,9 @@ def test_auto_without_data_falls_back_to_tiny_with_one_warning(tmp_path):
     assert strict(proc.stdout)["dataset"] == "tiny"
     warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
     assert len(warnings) == 1 and "embedded 'tiny' sample" in warnings[0]
+    # offline: one line, saying so and how to point at files already here (no line per unreachable mirror)
+    assert proc.stderr.count("\n") == 1 and "no mirror could be reached" in warnings[0]
+    assert "--data-dir or $MNISTJAX_DATA" in warnings[0]
 
 
 def test_dataset_mnist_insists(tmp_path):
@@ -212,6 +215,8 @@ def test_run_is_the_chapter_in_one_table(tmp_path):
     assert [s["step"].split()[0] for s in out["steps"]] == ["pixel", "linear", "simple_net", "cnn"]
     assert all(0.9 < s["accuracy"] <= 1 and s["book"] > 0.95 for s in out["steps"])
     assert out["seconds"] > 0
+    table = mnistjax("run", "--dataset", "tiny").stdout
+    assert "* the book's figures are on full MNIST; tiny is a small sample" in table and "cnn (adam, 4 epochs)" in table
     tiny = reports.prepare(data.load_tiny(), "3,7")  # the steps ran side by side, each giving what it gives alone
     for step, name in zip(out["steps"][1:3], ("linear", "simple_net")):
         alone = reports.train(config.recipe(name), tiny, progress=False).summary

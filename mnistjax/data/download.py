@@ -31,6 +31,7 @@ DEFAULT_MIRRORS = (
     "http://yann.lecun.com/exdb/mnist/",
 )
 _STAGING = re.compile(r"^\.staging-pid(\d+)-")
+_UNREACHABLE = ("ConnectionError", "ConnectTimeout")  # no answer at all: offline, or a name that does not resolve
 
 
 def cache_dir(override: str | os.PathLike | None = None) -> Path:
@@ -154,7 +155,9 @@ def _fetch_one(name: str, urls: list[str], part: Path, final: Path, download, pr
             return
         part.unlink(missing_ok=True)
         failures.append(f"{base}: {why}")
-        if progress:
+        if progress and not why.startswith(_UNREACHABLE):  # a mirror that answered wrongly is news; offline is one line
             print(f"mnistjax: {base}{name}.gz failed ({why}); trying the next mirror", file=sys.stderr)
+    if all(f.split(": ", 1)[1].startswith(_UNREACHABLE) for f in failures):
+        raise MnistjaxError(f"no mirror could be reached ({len(failures)} tried; no network?)")
     raise MnistjaxError(f"could not download {name}.gz from any mirror ({'; '.join(failures)}); "
                         "check the connection, or name other mirrors ($MNISTJAX_MIRRORS) or a folder with the files")

@@ -77,7 +77,7 @@ def load(dataset: str = "auto", data_dir: str | os.PathLike | None = None,
             raise MnistjaxError(f"full MNIST is not available ({e}); expected the four IDX files in a data folder "
                                 "(data_dir, $MNISTJAX_DATA) or in the cache ('mnistjax data fetch' downloads them)",
                                 param="dataset") from None
-        why = str(e) if e.param else ("each mirror failed, as said above" if progress else "no mirror gave the verified files")
-        print(f"mnistjax: warning: full MNIST is not available ({why}), so this uses the embedded 'tiny' sample",
+        print(f"mnistjax: warning: full MNIST is not available ({e.message}), so this uses the embedded 'tiny' sample "
+              "(10,000 images); with the files at hand, name their folder with --data-dir or $MNISTJAX_DATA",
               file=sys.stderr)
         return load_tiny()
