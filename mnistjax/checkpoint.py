@@ -58,7 +58,8 @@ def _read(path: Path) -> tuple[dict, list[np.ndarray]]:
         with np.load(path) as z:
             meta = json.loads(str(z["meta"]))
             saved = [z[f"leaf{i}"] for i in range(len(z.files) - 1)]
-        if not isinstance(meta, dict) or not {"history", "config", "data", "treedef"} <= meta.keys():
+        kinds = {"history": list, "config": dict, "data": str, "treedef": str}
+        if not isinstance(meta, dict) or not all(isinstance(meta.get(k), kind) for k, kind in kinds.items()):
             raise ValueError("no run description in it")
     except Exception as e:  # zip, zlib, pickle-free npy parsing, JSON: whatever a flipped bit breaks
         raise MnistjaxError(f"{path}: corrupt checkpoint ({type(e).__name__}: {' '.join(str(e).split())[:120]}); "

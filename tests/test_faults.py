@@ -107,6 +107,11 @@ def test_bit_flips_in_checkpoints_resume_exactly_or_are_one_line_errors(saved_ch
             np.testing.assert_array_equal(x, y)
 
     assert only_clear_errors(load, flips(blob, 300)) > 200
+    for meta in ({"history": [], "config": [1], "data": ident, "treedef": "x"}, [1, 2], {"history": []}):
+        buf = io.BytesIO()
+        np.savez(buf, meta=np.array(json.dumps(meta)), leaf0=np.zeros(1))
+        with pytest.raises(MnistjaxError, match="corrupt checkpoint .*no run description in it"):
+            load(buf.getvalue())
 
 
 def test_bit_flips_in_the_folder_cache_are_rebuilt(tmp_path, tiny):
