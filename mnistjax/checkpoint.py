@@ -40,8 +40,8 @@ def save(folder: str | os.PathLike, train_state, history: list, config: dict, da
 @contextmanager
 def held(folder: str | os.PathLike):
     """Hold ``folder`` for one run while it trains: a second run given the same folder at the same time
-    is refused (one line) instead of overwriting the first one's progress. The lock is the OS's
-    (``filelock``): a killed run's lock goes with it."""
+    is refused (one line) instead of overwriting the first one's progress. The lock is the OS's, on
+    ``folder/.lock`` (``filelock``): a killed run's lock goes with it; the empty file stays."""
     from filelock import FileLock, Timeout
 
     Path(folder).mkdir(parents=True, exist_ok=True)
