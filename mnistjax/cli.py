@@ -9,217 +9,45 @@ from __future__ import annotations
 
 import argparse
 import gc
-import glob
 import json
 import os
-import re
 import signal
 import sys
-import tempfile
-import threading
 import time
 import traceback
-import warnings
-from concurrent.futures import Future
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-from mnistjax import config as mconfig
-from mnistjax import data, files
-from mnistjax.data.load import is_local
+from mnistjax import background, config, data, files
 from mnistjax.errors import MnistjaxError, TrainingDiverged
 from mnistjax.files import strict_json
+from mnistjax.parser import build_parser, flag, overrides
 from mnistjax.tables import printable
-
-# The commands that read the data: it starts loading (in a thread) before JAX is imported.
-READS_DATA = {"run", "train", "lr-find", "baseline", "knn", "info"}
-# Flags whose names are not their parameter's with dashes.
-FLAGS = {"model_args": "--model-arg", "opt_args": "--opt-arg", "schedule_args": "--schedule-arg"}
-
-
-def flag(param: str) -> str:
-    """The command-line flag of a library parameter."""
-    return FLAGS.get(param, "--" + param.replace("_", "-"))
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line and exit 2 like any other bad input."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, allow_abbrev=False, **kwargs)
-
-    def error(self, message: str):
-        raise MnistjaxError(message)
-
-
-def _source_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cache-dir", metavar="PATH", help="download cache (default: $MNISTJAX_CACHE or the user cache folder)")
-    p.add_argument("--mirror", action="append", metavar="URL",
-                   help="MNIST mirror to download from, repeatable, tried in order (default: $MNISTJAX_MIRRORS or built-in list)")
-
-
-def _data_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data")
-    g.add_argument("--data-dir", metavar="PATH", default=argparse.SUPPRESS,
-                   help="folder with the four MNIST IDX files (.gz or raw) or train/ + valid/ PNG folders "
-                        "(default: $MNISTJAX_DATA, then the cache, then a download)")
-    g.add_argument("--dataset", choices=mconfig.DATASETS, default=argparse.SUPPRESS,
-                   help="auto (default): full MNIST if it can be had, else the embedded sample (with a warning); "
-                        "mnist: full MNIST or an error; tiny: the embedded sample")
-    g.add_argument("--class-names", metavar="A,B,...", default=argparse.SUPPRESS,
-                   help="names for the labels 0, 1, ... of data that are not MNIST (default: DIR/classes.txt, else digits)")
-    _source_options(g)
-
-
-def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of a table")
-    c = common.add_argument_group("compilation")
-    c.add_argument("--compile-cache", metavar="DIR",
-                   help="JAX's persistent compilation cache (default: $MNISTJAX_COMPILE_CACHE or <cache-dir>/xla)")
-    c.add_argument("--no-compile-cache", action="store_true", help="compile everything afresh, keep nothing")
-    return common
-
-
-def _trust_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--trust-code", action="store_true",
-                   help="let a file (a saved model, a config) run the plug-in model code it names; without it, "
-                        "files are data and such a file is refused")
-
-
-def _literal(text: str):
-    """A setting's value from the command line: JSON (3, 0.5, true, "x", [8, 16]), a comma list of
-    such values, or else the text itself."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        if "," in text:
-            return [_literal(part) for part in text.split(",")]
-        return text
-
-
-def _key_values(text: str) -> dict:
-    items = [p for p in re.split(r",(?=[A-Za-z_]\w*=)", text) if p]
-    if not all("=" in p for p in items):
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return {k: _literal(v) for k, v in (p.split("=", 1) for p in items)}
-
-
-def _numbers(kind):
-    """An argparse type for a comma list of numbers."""
-    def parse(text: str):
-        try:
-            values = tuple(kind(x) for x in text.split(",") if x.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a comma list of {kind.__name__}s, got {text!r}") from None
-        if not values:
-            raise argparse.ArgumentTypeError(f"expected a comma list of {kind.__name__}s, got {text!r}")
-        return values
-    parse.__name__ = f"{kind.__name__} list"
-    return parse
-
-
-def _names(registry) -> str:
-    return ", ".join(registry)
-
-
-def _run_options(p: argparse.ArgumentParser) -> None:
-    """The flags of a RunConfig; each given one overrides the recipe and the config file."""
-    from mnistjax import losses, models, optimizers
-
-    S = argparse.SUPPRESS
-    p.add_argument("--recipe", default=S, help="start from a named recipe (mnistjax recipes lists them)")
-    p.add_argument("--config", metavar="FILE", default=S,
-                   help="start from a TOML or JSON file of settings (a result's \"config\" too); flags override it")
-    _trust_option(p)
-    m = p.add_argument_group("model and loss")
-    m.add_argument("--model", metavar="NAME[,K=V...]", default=S,
-                   help=f"{_names(models.MODELS)} (default simple_net), or your own: FILE.py:FUNCTION or "
-                        "package.module:FUNCTION returning a layers.Module")
-    m.add_argument("--model-arg", metavar="K=V", action="append", type=_key_values, default=S,
-                   help="an argument of the model's function, repeatable (channels=8,16)")
-    m.add_argument("--classes", default=S, help="'all' or a comma list of class names (default 3,7)")
-    m.add_argument("--loss", default=S, help=f"{_names(losses.LOSSES)} (default: mnist_loss for two classes, else cross_entropy)")
-    o = p.add_argument_group("optimizer")
-    o.add_argument("--opt", default=S, help=f"any optax optimizer: {_names(optimizers.OPTIMIZERS)} (default sgd)")
-    o.add_argument("--opt-arg", metavar="K=V", action="append", type=_key_values, default=S,
-                   help="an argument of the optimizer, repeatable (weight_decay=0.05, b1=0.7, nesterov=true)")
-    o.add_argument("--lr", type=float, default=S, help="learning rate, the schedule's peak (default 0.1)")
-    o.add_argument("--schedule", default=S, help=f"{_names(optimizers.SCHEDULES)} (default constant), over the whole run")
-    o.add_argument("--schedule-arg", metavar="K=V", action="append", type=_key_values, default=S,
-                   help="an argument of the schedule, repeatable (pct_start=0.25); onecycle's pct_start and "
-                        "warmup_cosine's warmup are fractions of the run (0.25: its first quarter), not steps")
-    t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=S, help="default 40")
-    t.add_argument("--batch-size", type=int, default=S, help="default 256")
-    t.add_argument("--augment", type=int, metavar="PX", default=S,
-                   help="shift each training image by up to PX pixels, a fresh shift every epoch (default 0: none)")
-    t.add_argument("--rotate", type=float, metavar="DEG", default=S,
-                   help="turn each training image by up to DEG degrees, a fresh angle every epoch (default 0: none)")
-    t.add_argument("--zoom", type=float, metavar="FRAC", default=S,
-                   help="scale each training image by a factor from 1-FRAC to 1+FRAC, fresh every epoch (default 0: none)")
-    t.add_argument("--ema", type=float, metavar="DECAY", default=S,
-                   help="validate and predict with a moving average of the weights, of this decay (0.999, say; default 0: off)")
-    t.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=S,
-                   help="a fresh batch order every epoch (default); --no-shuffle keeps the data's order, as the book does")
-    t.add_argument("--drop-last", action=argparse.BooleanOptionalAction, default=S, help="skip each epoch's partial last batch")
-    t.add_argument("--seed", type=int, default=S, help="PRNG seed for init, batches and dropout (default 0)")
-    t.add_argument("--seeds", type=_numbers(int), metavar="S,S,...", default=S,
-                   help="train one model per seed, all in one vmapped call")
-    t.add_argument("--lrs", type=_numbers(float), metavar="X,X,...", default=S,
-                   help="train one model per learning rate, in one vmapped call")
-    t.add_argument("--same-batches", action=argparse.BooleanOptionalAction, default=S,
-                   help="with several models: all see the same batches in the same order (faster)")
-    t.add_argument("--devices", metavar="N|all", default=S, help="data parallel: split each batch over N devices (or all)")
-    c = p.add_argument_group("checkpoints")
-    c.add_argument("--checkpoint-dir", metavar="DIR", default=S, help="save the training state here every few epochs")
-    c.add_argument("--checkpoint-every", type=int, metavar="N", default=S, help="epochs between checkpoints (default 1)")
-    c.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir")
-
-
-def _overrides(args: argparse.Namespace) -> dict:
-    """The RunConfig settings the flags give (those not given are absent)."""
-    given = vars(args)
-    out = {name: given[name] for name in mconfig.FIELDS if name in given}
-    if "seed" in given:
-        if "seeds" in given:
-            raise MnistjaxError("give --seed or --seeds, not both", param="seed")
-        out["seeds"] = (given["seed"],)
-    for name in ("model_args", "opt_args", "schedule_args"):
-        if name[:-1] in given:  # --model-arg K=V ..., merged
-            out[name] = {k: v for pairs in given[name[:-1]] for k, v in pairs.items()}
-    if "," in out.get("model", ""):  # --model NAME,K=V,...
-        out["model"], rest = out["model"].split(",", 1)
-        out["model_args"] = {**_key_values(rest), **out.get("model_args", {})}
-    if isinstance(out.get("devices"), str) and out["devices"].isdigit():
-        out["devices"] = int(out["devices"])
-    return out
 
 
 def _settings(args: argparse.Namespace) -> dict:
-    return mconfig.settings(vars(args).get("recipe"), vars(args).get("config"), _overrides(args), args.trust_code)
+    return config.settings(vars(args).get("recipe"), vars(args).get("config"), overrides(args), args.trust_code)
 
 
-def run_config(args: argparse.Namespace) -> mconfig.RunConfig:
+def run_config(args: argparse.Namespace) -> config.RunConfig:
     """The command line's RunConfig: the recipe, then the config file, then the flags."""
-    return mconfig.RunConfig(**_settings(args))
+    return config.RunConfig(**_settings(args))
 
 
 def prepared_run(args: argparse.Namespace):
-    """The command line's RunConfig and its data, prepared (``reports.prepare``). Data that are not
+    """The command line's RunConfig and its data, prepared (``experiment.prepare``). Data that are not
     MNIST train on all their classes unless a recipe, the config file or --classes names some: the
     default 3,7 is MNIST's."""
     import dataclasses
 
-    from mnistjax import reports
+    from mnistjax import experiment
 
     s = _settings(args)
-    cfg = mconfig.RunConfig(**s)
+    cfg = config.RunConfig(**s)
     ds = load_data(args, cfg.dataset, cfg.data_dir, cfg.class_names)
-    if "classes" not in s and not reports.is_mnist(ds):
+    if "classes" not in s and not ds.is_mnist:
         cfg = dataclasses.replace(cfg, classes="all")
-    return cfg, reports.prepare(ds, cfg.classes)
+    return cfg, experiment.prepare(ds, cfg.classes)
 
 
 def load_data(args: argparse.Namespace, dataset: str | None = None, data_dir: str | None = None,
@@ -279,7 +107,7 @@ def cmd_data_fetch(args):
 def cmd_recipes(args):
     from mnistjax import tables
 
-    r = {"recipes": mconfig.recipes()}
+    r = {"recipes": config.recipes()}
     emit(args, r, tables.recipes(r))
 
 
@@ -313,7 +141,7 @@ def cmd_sgd(args):
 
 
 def cmd_train(args):
-    from mnistjax import reports, tables
+    from mnistjax import experiment, tables
 
     cfg = run_config(args)
     if args.show_config:
@@ -332,7 +160,7 @@ def cmd_train(args):
     log = files.open_log(args.log) if args.log else None
     cfg, p = prepared_run(args)
     try:
-        report = reports.train(cfg, p, resume=args.resume, log=log, progress=not args.json)
+        report = experiment.train(cfg, p, resume=args.resume, log=log, progress=not args.json)
     except TrainingDiverged as e:
         emit(args, e.result, tables.training(e.result))
         raise
@@ -415,7 +243,7 @@ def _png(image) -> bytes:
 
 
 def cmd_interpret(args):
-    from mnistjax import interpret, reports, saved, tables
+    from mnistjax import experiment, interpret, saved, tables
     from mnistjax.training import predict
 
     m = saved.load_model(args.model, args.trust_code)
@@ -426,7 +254,7 @@ def cmd_interpret(args):
     if missing:
         raise MnistjaxError(f"{missing[0]!r} is a class of the model that these data ({ds.name}) do not have; expected "
                             f"data with its classes {', '.join(m.spec.classes)}", param="data_dir")
-    p = reports.prepare(ds, tuple(ds.classes.index(c) for c in m.spec.classes))  # by id: a name may hold a comma
+    p = experiment.prepare(ds, tuple(ds.classes.index(c) for c in m.spec.classes))  # by id: a name may hold a comma
     logits = predict(m.params, m.model_state, p.data.x_valid, m.model)
     i = interpret.interpret(logits, p.data.y_valid, m.task, m.spec.classes)
     result = {"model": args.model, "dataset": ds.name, **interpret.summary(i, args.top_losses, args.min_count)}
@@ -435,185 +263,18 @@ def cmd_interpret(args):
 
 
 def cmd_lr_find(args):
-    from mnistjax import reports, tables
+    from mnistjax import experiment, tables
 
     cfg, p = prepared_run(args)
-    report = reports.lr_find(cfg, p, args.start_lr, args.end_lr, args.num_it)
+    report = experiment.lr_find(cfg, p, args.start_lr, args.end_lr, args.num_it)
     _save_figures(args.figures, lambda plots: {"lr_find": plots.lr_find_figure(report.summary)})
     emit(args, report.summary, tables.lr_find(report.summary))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from mnistjax.distances import DISTANCES
-
-    common = _common()
-    parser = _Parser(prog="mnistjax", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    def add(name: str, func: Callable, help: str, parent=sub, reads_data: bool = False) -> argparse.ArgumentParser:
-        p = parent.add_parser(name, parents=[common], help=help, description=help)
-        p.set_defaults(func=func)
-        if reads_data:
-            _data_options(p)
-        return p
-
-    p = add("run", cmd_run, "the chapter end to end on 3 vs 7: each step, our accuracy beside the book's", reads_data=True)
-    p.add_argument("--figures", metavar="DIR", help="write the figures of every step here (PNG)")
-    p = add("sgd", cmd_sgd, "gradient descent from first principles: x², learning rates, the roller coaster")
-    p.add_argument("--steps", type=int, default=10, help="SGD steps to print, as in the book (default 10)")
-    p.add_argument("--lr", type=float, default=1e-5, help="learning rate (default 1e-5, the book's)")
-    p.add_argument("--seed", type=int, default=42, help="PRNG seed for the noise and the initial params")
-    p.add_argument("--figures", metavar="DIR", help="write every figure of the section here (PNG)")
-    p = add("train", cmd_train, "train a classifier with SGD, one compiled call per epoch (a recipe, a config file, flags)",
-            reads_data=True)
-    _run_options(p)
-    out = p.add_argument_group("outputs")
-    out.add_argument("--figures", metavar="DIR", help="write loss/accuracy curves, confusion matrix, top_wrong.png")
-    out.add_argument("--log", metavar="FILE", help="append one record per epoch as the run goes (.jsonl, or .csv; "
-                     "a folder, a link or a device such as /dev/null is refused before training)")
-    out.add_argument("--save", metavar="FILE", help="save the trained model here (safetensors; mnistjax predict reads it); "
-                     "an existing file is replaced whole, a folder, a link or a device is refused before training")
-    out.add_argument("--show-config", action="store_true", help="print the run's settings as JSON (for --config) and stop")
-    p = add("lr-find", cmd_lr_find, "the learning-rate range test: a rate growing exponentially over at most one epoch; "
-            "suggestions as fastai makes them (one run per --seeds, in one vmapped call)", reads_data=True)
-    _run_options(p)
-    p.add_argument("--start-lr", type=float, default=1e-7)
-    p.add_argument("--end-lr", type=float, default=10.0)
-    p.add_argument("--num-it", type=int, default=100, help="steps (at most one epoch of full batches)")
-    p.add_argument("--figures", metavar="DIR", help="write lr_find.png here")
-    p = add("predict", cmd_predict, "classify your own images with a saved model (PNG or JPEG, any size, dark ink on "
-            "light paper or light on dark: brought to the model's input as its training data need); exit code 2 if "
-            "any image could not be read")
-    p.add_argument("model", help="a model saved by mnistjax train --save")
-    p.add_argument("images", nargs="+", help="image files, or folders of them")
-    p.add_argument("--preprocess", choices=["auto", "mnist", "resize"], default="auto",
-                   help="how a picture becomes the model's input. mnist: as MNIST's digits were made (the ink cropped, "
-                        "fitted to 20x20, centred by its centre of mass in 28x28); resize: only brought to the training "
-                        "images' size and polarity; auto (default): what the model's training data need, as saved "
-                        "with it (mnist for MNIST and its samples, resize for other data)")
-    _trust_option(p)
-    p.add_argument("--top", type=int, default=3, help="how many classes to list per image (default 3)")
-    p.add_argument("--show", metavar="DIR", help="write the 28x28 images the model saw here (PNG)")
-    p = add("interpret", cmd_interpret, "what a saved model gets wrong on validation data (by default the data it was "
-            "trained on): confusion, most confused pairs, top losses, precision and recall", reads_data=True)
-    p.add_argument("model", help="a model saved by mnistjax train --save")
-    _trust_option(p)
-    p.add_argument("--top-losses", type=int, default=9, metavar="K", help="how many of the worst images (default 9)")
-    p.add_argument("--min-count", type=int, default=1, metavar="N", help="most confused pairs seen at least N times")
-    p.add_argument("--figures", metavar="DIR", help="write confusion.png and top_losses.png here")
-    add("recipes", cmd_recipes, "the named recipes, one line each (mnistjax train --recipe NAME)")
-    p = add("baseline", cmd_baseline, "pixel similarity: nearest mean image, per-class and balanced accuracy", reads_data=True)
-    p.add_argument("--classes", default="3,7", help="'all' or a comma list of classes (default 3,7)")
-    p.add_argument("--distance", choices=list(DISTANCES), default="l1", help="distance to the mean images")
-    p.add_argument("--figures", metavar="DIR", help="write prototypes.png, pixels.png, confusion.png here")
-    p = add("knn", cmd_knn, "k-nearest neighbours: each test image takes the class of its nearest training images",
-            reads_data=True)
-    p.add_argument("--k", type=int, default=1, help="neighbours that vote (default 1)")
-    p.add_argument("--distance", choices=["l2", "cosine", "l1"], default="l2",
-                   help="l2 and cosine through one matrix multiply per chunk (l2 re-ranked exactly); l1 pair by pair")
-    p.add_argument("--weighted", action="store_true", help="votes weighted by 1/distance")
-    p.add_argument("--deskew", action="store_true", help="straighten slanted digits first (LeCun's table: 2.4 %% error)")
-    p.add_argument("--classes", default="all", help="'all' (default) or a comma list of classes")
-    data_cmd = sub.add_parser("data", help="download and inspect the data")
-    data_sub = data_cmd.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
-    _source_options(add("fetch", cmd_data_fetch, "download MNIST into the cache from the mirrors, verifying SHA-256", data_sub))
-    add("info", cmd_data_info, "where the data comes from, counts per split and class, and whether hashes verified",
-        data_sub, reads_data=True)
-    return parser
-
-
-def _in_background(fn: Callable, *args, **kwargs) -> Future:
-    """``fn(*args, **kwargs)`` in a daemon thread: one that never holds the process up (after Ctrl-C
-    in a download, say), which a ``ThreadPoolExecutor``'s worker would."""
-    future = Future()
-
-    def run():
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as e:  # handed to whoever asks for the result
-            future.set_exception(e)
-
-    threading.Thread(target=run, daemon=True).start()
-    return future
-
-
-def _start_loading(argv: list[str]):
-    """For a command that reads data already here, start loading what its options name, before JAX is
-    imported (zlib and hashlib release the GIL, so both go on at once). JAX-free: only the
-    data options and the recipe or config file they may come from are read here. Returns
-    (request, future) or None."""
-    words = [a for a in argv if not a.startswith("-")][:2]
-    if not words or words[-1] not in READS_DATA or (words[0] == "data") != (words[-1] == "info"):
-        return None
-    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    for name in ("--data-dir", "--dataset", "--cache-dir", "--recipe", "--config"):
-        p.add_argument(name)
-    p.add_argument("--mirror", action="append")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--trust-code", action="store_true")
-    known = p.parse_known_args(argv)[0]
-    try:
-        given = {k: v for k, v in (("dataset", known.dataset), ("data_dir", known.data_dir)) if v is not None}
-        s = mconfig.settings(known.recipe, known.config, given, known.trust_code) if words[-1] in ("train", "lr-find") else given
-    except MnistjaxError:
-        return None  # the full parse reports it
-    request = (s.get("dataset", "auto"), s.get("data_dir"), known.cache_dir, tuple(known.mirror or ()))
-    if not is_local(*request[:3]):
-        return None  # a download: only once the command line is known to be right (its progress and errors show)
-    return request, _in_background(data.load, request[0], request[1], known.cache_dir, known.mirror, progress=not known.json)
-
-
-def use_compile_cache(args: argparse.Namespace) -> Path | None:
-    """Point JAX's persistent compilation cache at a folder, so a second run skips XLA compiles.
-    A folder that cannot be written is a one-line note, and the run compiles without it."""
-    if args.no_compile_cache or args.func in (cmd_recipes, cmd_data_info, cmd_data_fetch):  # those that compile nothing
-        return None
-    import jax
-
-    folder = Path(args.compile_cache or os.environ.get("MNISTJAX_COMPILE_CACHE")
-                  or data.cache_dir(vars(args).get("cache_dir")) / "xla")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as e:
-        print(f"mnistjax: note: no compilation cache ({folder}: {e.strerror or e}); compiling afresh", file=sys.stderr)
-        return None
-    jax.config.update("jax_compilation_cache_dir", str(folder))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    return folder
-
-
-@contextmanager
-def _compile_cache_trouble(folder: Path | None):
-    """JAX warns of each cache entry it cannot read or write, on every run (it never replaces an entry):
-    gather those into one note, and remove the unreadable entries so that this run's compiles replace them."""
-    if folder is None:
-        yield
-        return
-    trouble, show = {}, warnings.showwarning
-
-    def hook(message, category, filename, lineno, file=None, line=None):
-        m = re.match(r"Error (reading|writing) persistent compilation cache entry for '([^']+)'", str(message))
-        if m:
-            trouble.setdefault(m[1], set()).add(m[2])
-        else:
-            show(message, category, filename, lineno, file, line)
-
-    warnings.showwarning = hook
-    try:
-        yield
-    finally:
-        warnings.showwarning = show
-        for name in trouble.get("reading", ()):
-            for entry in folder.glob(f"{glob.escape(name)}-*"):
-                entry.unlink(missing_ok=True)
-        if trouble:
-            print(f"mnistjax: note: the compilation cache {folder} had entries it could not "
-                  f"{' or '.join({'reading': 'read', 'writing': 'write'}[w] for w in trouble)} "
-                  f"({len(set().union(*trouble.values()))} programs); "
-                  "they were compiled afresh",
-                  file=sys.stderr)
+COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "run": cmd_run, "sgd": cmd_sgd, "baseline": cmd_baseline, "knn": cmd_knn, "train": cmd_train,
+    "lr-find": cmd_lr_find, "predict": cmd_predict, "interpret": cmd_interpret, "recipes": cmd_recipes,
+    "fetch": cmd_data_fetch, "info": cmd_data_info}
 
 
 def _message(e: MnistjaxError) -> str:
@@ -626,16 +287,16 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     try:
-        loading = _start_loading(argv)
-        args = build_parser().parse_args(argv)
-        args.loading = loading
+        loading = background.start_loading(argv)
+        args = build_parser(__doc__.splitlines()[0]).parse_args(argv)
+        args.loading = loading  # a field every command's parser declares (set_defaults)
         if sys.stdout is None:  # started with stdout closed (>&-): the result would be lost in silence
             raise MnistjaxError("standard output is closed; expected somewhere to print the result (a file, a pipe)")
         for name in ("figures", "show"):  # every output folder is checked before any work starts
             if vars(args).get(name):
                 files.writable_dir(vars(args)[name], name, ".png")
-        with _compile_cache_trouble(use_compile_cache(args)):
-            args.func(args)
+        with background.compile_cache_trouble(background.use_compile_cache(args)):
+            COMMANDS[args.command](args)
         # What is alive now lives until exit: keep the garbage collector's passes at interpreter exit from
         # walking it all (JAX's objects, a noticeable part of a short command).
         gc.freeze()

@@ -3,7 +3,7 @@ and the named recipes shipped with the package (``mnistjax/recipes/*.toml``).
 
     cfg = recipe("simple_net")                       # the chapter's simple_net on 3 vs 7
     cfg = replace(cfg, lr=0.05, seeds=(0, 1, 2))     # a variant: three seeds in one vmapped call
-    cfg = load("my_run.toml", overrides={"epochs": 5})
+    cfg = load_config("my_run.toml", overrides={"epochs": 5})
 
 A result's ``"config"`` (``to_dict``) fed back in reproduces the result bit for bit.
 """
@@ -18,10 +18,10 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from mnistjax.errors import MnistjaxError
+from mnistjax.data.load import DATASETS
+from mnistjax.errors import MnistjaxError, check_arguments
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
-DATASETS = ("auto", "mnist", "tiny")
 MAX_CONFIG_BYTES = 1 << 20
 MAX_INT = 2**31 - 1  # what XLA's int32 counters hold
 
@@ -100,16 +100,10 @@ def _check_type(name: str, value) -> None:
 
 
 def _check_args(name: str, value: str, args: dict, registry: dict, fixed: tuple[str, ...]) -> None:
-    """``args`` must be arguments of ``registry[value]`` (checked by signature, nothing is built)."""
-    import inspect
-
+    """``value`` is in ``registry`` and ``args`` are arguments of its function (nothing is built)."""
     if value not in registry:
         _fail(name, value, f"one of {', '.join(registry)}")
-    takes = [p for p in inspect.signature(registry[value]).parameters if p not in fixed]
-    for k in args:
-        if k not in takes:
-            raise MnistjaxError(f"{value} takes no argument {k!r}; expected some of {', '.join(takes) or 'none'}",
-                                param=f"{name}_args")
+    check_arguments(registry[value], args, value, f"{name}_args", fixed)
 
 
 def validate(c: RunConfig) -> None:
@@ -237,7 +231,7 @@ def settings(recipe: str | None = None, path: str | os.PathLike | None = None, o
     return out
 
 
-def load(path: str | os.PathLike | None = None, recipe: str | None = None, overrides: dict | None = None,
-         trust_code: bool = False) -> RunConfig:
+def load_config(path: str | os.PathLike | None = None, recipe: str | None = None, overrides: dict | None = None,
+                trust_code: bool = False) -> RunConfig:
     """A RunConfig from a recipe and/or a file, with ``overrides`` on top (see ``settings``)."""
     return RunConfig(**settings(recipe, path, overrides, trust_code))

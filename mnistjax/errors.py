@@ -1,4 +1,5 @@
-"""The one exception type for bad input: the CLI turns it into one line and exit code 2."""
+"""The one exception type for bad input (the CLI turns it into one line and exit code 2), and the
+checks at public boundaries that raise it."""
 
 from __future__ import annotations
 
@@ -28,3 +29,18 @@ def expect_floats(x, param: str) -> None:
     if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
         raise MnistjaxError(f"{dtype or type(x).__name__}: expected floats (images as float32 in [0, 1]: "
                             "data.as_float(uint8 images))", param=param)
+
+
+def check_arguments(fn, args: dict, name: str, param: str, fixed: tuple[str, ...] = ()) -> None:
+    """``args`` are arguments that ``fn`` (called ``name``) takes, by its signature (nothing is called),
+    and none of the ``fixed`` ones that mnistjax sets itself; else a one-line MnistjaxError naming
+    ``param``. The one such check for models, optimizers and schedules."""
+    import inspect
+
+    takes = inspect.signature(fn).parameters
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in takes.values())
+    unknown = [k for k in args if k in fixed or not (k in takes or open_ended)]
+    if unknown:
+        why = f" ({unknown[0]} is set by mnistjax)" if unknown[0] in fixed else ""
+        raise MnistjaxError(f"{name} takes no argument {unknown[0]!r}{why}; expected some of "
+                            f"{', '.join(p for p in takes if p not in fixed) or 'none'}", param=param)

@@ -54,24 +54,26 @@ def output_file(path: str | os.PathLike, param: str) -> Path:
     return path
 
 
-def writable_dir(path: str | os.PathLike, param: str, suffix: str | None = None) -> Path:
+def writable_dir(path: str | os.PathLike, param: str, suffix: str | None = None, what: str = "") -> Path:
     """``path`` as a folder that exists and takes files (created if need be), where everything below
     it ending in ``suffix`` is a regular file that can be replaced, or a one-line error naming
-    ``param``: checked before any work starts, so no result is lost at the end."""
+    ``param`` (and ``what`` would be written there): checked before any work starts, so no result is
+    lost at the end. The one writable-folder probe of the package."""
     folder = Path(path)
     odd = next((p for p in folder.rglob(f"*{suffix}") if p.is_symlink() or not p.is_file()), None) \
         if suffix and folder.is_dir() else None
     if odd is not None:
         raise MnistjaxError(f"{odd}: not a regular file; expected a folder whose {suffix} files can be replaced",
                             param=param)
+    if folder.exists() and not folder.is_dir():
+        raise MnistjaxError(f"{path}: not a folder (a file of that name exists); expected a folder to write into",
+                            param=param)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=folder).close()
-    except (FileExistsError, NotADirectoryError):
-        raise MnistjaxError(f"{path}: not a folder (a file of that name exists); expected a folder to write into",
-                            param=param) from None
     except OSError as e:
-        raise MnistjaxError(f"{path}: cannot write here ({e.strerror or e}); expected a writable folder", param=param) from None
+        raise MnistjaxError(f"{path}: cannot write {what + ' ' if what else ''}here ({e.strerror or e}); expected a "
+                            "writable folder", param=param) from None
     return folder
 
 

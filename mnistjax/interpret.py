@@ -28,7 +28,7 @@ def interpret(logits, y, task: Task, classes) -> Interpretation:
 
 
 def from_training(report) -> Interpretation:
-    """From a one-model ``reports.train`` report (its last epoch's validation logits)."""
+    """From a one-model ``experiment.train`` report (its last epoch's validation logits)."""
     d = report.prepared.data
     return interpret(report.fit.valid_logits, d.y_valid, report.learner.task, report.prepared.names)
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from mnistjax.errors import MnistjaxError
+from mnistjax.errors import MnistjaxError, check_arguments
 from mnistjax.layers import (Init, Module, batch_norm, conv, dense, dropout, flatten, global_avg_pool, max_pool, relu,
                              reshape, residual, sequential, torch_init)
 
@@ -151,13 +151,9 @@ def build(name: str, n_out: int, /, **args) -> Module:
     """Model ``name`` (see ``builder``) with ``n_out`` outputs; ``args`` go to its function, and so does
     ``n_out`` when the function takes it."""
     fn = builder(name)
+    check_arguments(fn, args, name, "model_args", fixed=("n_out",))  # n_out: set by the classes and the loss
     takes = inspect.signature(fn).parameters
-    open_ended = any(p.kind is p.VAR_KEYWORD for p in takes.values())
-    unknown = [k for k in args if k == "n_out" or not (k in takes or open_ended)]
-    if unknown:
-        raise MnistjaxError(f"{name} takes no argument {unknown[0]!r} (n_out is set by the classes and loss); "
-                            f"expected some of {', '.join(p for p in takes if p != 'n_out') or 'none'}", param="model_args")
-    if "n_out" in takes or open_ended:
+    if "n_out" in takes or any(p.kind is p.VAR_KEYWORD for p in takes.values()):
         args = {**args, "n_out": n_out}
     try:
         model = fn(**args)

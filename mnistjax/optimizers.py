@@ -12,7 +12,7 @@ from typing import Callable
 
 import optax
 
-from mnistjax.errors import MnistjaxError
+from mnistjax.errors import MnistjaxError, check_arguments
 
 # optax aliases whose update needs more than (grads, state, params): not for a plain training step.
 _NEEDS_EXTRA_ARGS = ("lbfgs", "polyak_sgd")
@@ -86,11 +86,7 @@ def _call(registry: dict, kind: str, name: str, fixed: tuple[str, ...], args: di
     if name not in registry:
         raise MnistjaxError(f"{name!r}: expected one of {', '.join(registry)}", param=kind)
     fn = registry[name]
-    takes = [p for p in inspect.signature(fn).parameters if p not in fixed]
-    unknown = [k for k in args if k not in takes]
-    if unknown:
-        raise MnistjaxError(f"{name} takes no argument {unknown[0]!r}; expected some of {', '.join(takes) or 'none'}",
-                            param=f"{kind}_args")
+    check_arguments(fn, args, name, f"{kind}_args", fixed)
     for k, v in args.items():  # a value of the default's kind: b1=x fails here, not inside a compiled step
         default = inspect.signature(fn).parameters[k].default
         want = bool if isinstance(default, bool) else (int, float) if isinstance(default, (int, float)) else None

@@ -231,7 +231,7 @@ def top_wrong(images, actual, predicted, confidence, names, k: int = 16) -> Figu
 
 
 def training_figures(report) -> dict[str, Figure]:
-    """One model's training (``reports.train``): loss and accuracy per epoch, the confusion matrix,
+    """One model's training (``experiment.train``): loss and accuracy per epoch, the confusion matrix,
     the most confident mistakes on the validation images."""
     from mnistjax import metrics
 
@@ -250,7 +250,7 @@ def training_figures(report) -> dict[str, Figure]:
 
 
 def lr_find_figure(summary: dict) -> Figure:
-    """Loss against learning rate (log axis) from ``reports.lr_find``: the mean curve, the band of the
+    """Loss against learning rate (log axis) from ``experiment.lr_find``: the mean curve, the band of the
     runs (min to max) when there are several seeds, and the suggestions marked."""
     lrs = np.asarray(summary["lrs"], float)
     fig = Figure(figsize=(5.5, 3.6))

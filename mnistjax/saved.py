@@ -117,18 +117,19 @@ def save_model(path: str | os.PathLike, spec: Spec, params: dict, model_state: d
 
 
 def save_training(path: str | os.PathLike, report) -> Path:
-    """Save the model of a one-model ``reports.train`` report, with its run's description."""
+    """Save the model of a one-model ``experiment.train`` report, with its run's description."""
     s = report.summary
     cfg = s["config"]
     spec = Spec(cfg["model"], cfg["model_args"], cfg["loss"] or losses.default_loss(len(s["classes"])), tuple(s["classes"]),
                 report.learner.model.arch)
     from mnistjax.preprocess import ink_of
-    from mnistjax.reports import MNIST_DATASETS, data_id
+    from mnistjax.data import MNIST_DATASETS
+    from mnistjax.experiment import data_id
 
     p = report.prepared
     info = {"config": cfg, "dataset": s["dataset"], "data_sha256": data_id(p), "valid_accuracy": s["valid_accuracy"]}
     preprocessing = ("mnist" if p.dataset in MNIST_DATASETS else "resize", ink_of(p.sample.train.images))
-    return save_model(path, spec, report.fit.eval_params, report.fit.model_state, info, preprocessing)
+    return save_model(path, spec, report.fit.state.eval_params, report.fit.state.model_state, info, preprocessing)
 
 
 def _not_ours(path: Path, why: str) -> MnistjaxError:

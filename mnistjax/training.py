@@ -19,34 +19,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
-from mnistjax import data as mdata
 from mnistjax import layers, metrics
+from mnistjax.augment import Augment
+from mnistjax.data.dataset import Data
 from mnistjax.errors import MnistjaxError, expect_floats
 from mnistjax.layers import Module
+from mnistjax.mesh import replicate, split_batch
 from mnistjax.losses import Task
 
-# (key, xb, yb) -> (xb, yb): a change to every training batch (shifts, mixup, ...).
-Augment = Callable[[jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
-
-
-class Data(NamedTuple):
-    """Train and validation arrays on the device. x: (N, 28, 28) float32 in [0, 1]; y: (N,) int32
-    class indices (positions in the sample's classes, so for 3 vs 7: 3 -> 0, 7 -> 1)."""
-
-    x_train: jax.Array
-    y_train: jax.Array
-    x_valid: jax.Array
-    y_valid: jax.Array
-
-
-def data_from(sample: mdata.Sample) -> Data:
-    """Put a ``Sample`` on the device as float images and class indices."""
-    lookup = np.full(max(sample.classes) + 1, -1, np.int32)
-    lookup[list(sample.classes)] = np.arange(len(sample.classes))
-    return Data(mdata.as_float(sample.train.images), jnp.asarray(lookup[sample.train.labels]),
-                mdata.as_float(sample.valid.images), jnp.asarray(lookup[sample.valid.labels]))
 
 
 class Learner(NamedTuple):
@@ -61,6 +43,8 @@ class Learner(NamedTuple):
     each batch is split over its devices, params are replicated, XLA reduces the gradients.
     ema: 0 (off), or the decay of an exponential moving average of the params, kept beside them and
     used for validation and prediction (Polyak averaging; see ``Average``).
+    same_batches: with K models (K keys), all see the first key's batches (only init and dropout
+    differ; the first layer of all K is one matmul).
     """
 
     model: Module
@@ -72,6 +56,7 @@ class Learner(NamedTuple):
     augment: Augment | None = None
     mesh: Mesh | None = None
     ema: float = 0.0
+    same_batches: bool = False
 
 
 class Average(NamedTuple):
@@ -103,36 +88,6 @@ class TrainState(NamedTuple):
         return self.params if self.average is None else self.average.params
 
 
-def data_parallel(devices: int | None = None) -> Mesh:
-    """A one-axis ("batch") mesh over the first ``devices`` devices (all by default), for ``Learner.mesh``."""
-    available = jax.devices()
-    n = devices or len(available)
-    if not 1 <= n <= len(available):
-        raise MnistjaxError(f"{n}: this machine has {len(available)} {available[0].platform} device(s)", param="devices")
-    return Mesh(np.array(available[:n]), ("batch",))
-
-
-def _replicate(tree, mesh: Mesh):
-    """Every leaf whole on every device of ``mesh``, also when the mesh spans several processes
-    (each process passes the same values, as ``jax.distributed`` programs do)."""
-    sharding = NamedSharding(mesh, PartitionSpec())
-
-    def put(x):
-        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
-            return jax.random.wrap_key_data(put(jax.random.key_data(x)))
-        host = np.asarray(x)
-        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
-
-    return jax.tree.map(put, tree)
-
-
-def _split_batch(x: jax.Array, mesh: Mesh | None) -> jax.Array:
-    """Shard a batch's leading axis over the mesh (``fit`` checks that its devices divide the batch)."""
-    if mesh is None:
-        return x
-    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, PartitionSpec("batch")))
-
-
 def calc_grad(params, model_state, xb, yb, model: Module, loss: Callable, key=None, weights=None):
     """The mean loss of one batch (in training mode), its gradient with respect to every parameter,
     and the model's new state. ``weights``: (B,) per example (0 leaves one out); None: the plain mean."""
@@ -155,46 +110,6 @@ def train_step(ts: TrainState, xb, yb, learner: Learner, key=None, weights=None)
     return TrainState(params, model_state, opt_state, average), loss
 
 
-def random_shift(max_shift: int = 2) -> Augment:
-    """Augmentation: move each image by up to ``max_shift`` pixels in x and y (zeros shift in)."""
-    def shift(key, xb, yb):
-        s = max_shift
-        padded = jnp.pad(xb, ((0, 0), (s, s), (s, s)))
-        offsets = jax.random.randint(key, (xb.shape[0], 2), 0, 2 * s + 1)
-        return jax.vmap(lambda im, o: jax.lax.dynamic_slice(im, o, xb.shape[1:]))(padded, offsets), yb
-
-    return shift
-
-
-def random_affine(max_degrees: float = 10.0, max_zoom: float = 0.0) -> Augment:
-    """Augmentation: turn each image about its centre by an angle drawn from ±``max_degrees`` and scale
-    it by a factor drawn from 1 ± ``max_zoom`` (bilinear sampling; zeros come in at the edges)."""
-    def affine(key, xb, yb):
-        n, h, w = xb.shape
-        angles = jnp.deg2rad(jax.random.uniform(key, (n,), minval=-max_degrees, maxval=max_degrees))
-        zooms = jax.random.uniform(jax.random.fold_in(key, 1), (n,), minval=1 - max_zoom, maxval=1 + max_zoom)
-        r, c = jnp.meshgrid(jnp.arange(h) - (h - 1) / 2, jnp.arange(w) - (w - 1) / 2, indexing="ij")
-
-        def one(im, a, z):  # where each output pixel comes from
-            cos, sin = jnp.cos(a) / z, jnp.sin(a) / z
-            src = [cos * r - sin * c + (h - 1) / 2, sin * r + cos * c + (w - 1) / 2]
-            return jax.scipy.ndimage.map_coordinates(im, src, order=1, mode="constant")
-
-        return jax.vmap(one)(xb, angles, zooms), yb
-
-    return affine
-
-
-def compose(*augments: Augment) -> Augment:
-    """Several augmentations one after another, each with its own key."""
-    def both(key, xb, yb):
-        for i, augment in enumerate(augments):
-            xb, yb = augment(jax.random.fold_in(key, i), xb, yb)
-        return xb, yb
-
-    return both
-
-
 def batch_indices(key: jax.Array, n: int, batch_size: int, drop_last: bool = False,
                   shuffle: bool = True) -> tuple[jax.Array, jax.Array]:
     """An epoch's batches: indices (S, B) into range(n), in a fresh shuffle (range(n) itself unless
@@ -210,34 +125,29 @@ def batch_indices(key: jax.Array, n: int, batch_size: int, drop_last: bool = Fal
     return idx, (jnp.arange(steps * batch_size) < n).reshape(steps, batch_size).astype(jnp.float32)
 
 
-def train_epoch(ts: TrainState, data_key, model_key, learner: Learner, data: Data):
-    """One epoch: one scan over the epoch's batches. ``data_key`` drives the order and augmentation,
-    ``model_key`` the model's randomness (dropout). Returns (TrainState, per-step losses (S,),
-    the epoch's mean loss)."""
-    idx, weights = batch_indices(data_key, data.x_train.shape[0], learner.batch_size, learner.drop_last, learner.shuffle)
-    ts, losses = train_steps(ts, idx, weights, data_key, model_key, learner, data)
-    counts = weights.sum(1)
-    return ts, losses, (losses * counts).sum() / counts.sum()
-
-
-def train_steps(ts: TrainState, idx, weights, data_key, model_key, learner: Learner, data: Data):
-    """Train on the batches ``idx`` (S, B) of ``data.x_train``, examples weighted by ``weights`` (S, B):
-    one scan. Batch i's augmentation key is ``fold_in(data_key, i)``, its dropout key ``fold_in(model_key, i)``.
-    Returns (TrainState, per-step losses (S,))."""
+def train_epoch(ts: TrainState, data_key, model_key, learner: Learner, data: Data, batches=None):
+    """One epoch: one scan over the epoch's ``batches`` (indices (S, B) into ``data.x_train`` and
+    weights (S, B); default: ``batch_indices`` from ``data_key``). ``data_key`` drives the order and
+    batch i's augmentation (``fold_in(data_key, i)``), ``model_key`` its randomness (dropout,
+    ``fold_in(model_key, i)``). Returns (TrainState, per-step losses (S,), the epoch's mean loss)."""
+    idx, weights = batches or batch_indices(data_key, data.x_train.shape[0], learner.batch_size, learner.drop_last,
+                                            learner.shuffle)
     steps = jnp.arange(idx.shape[0])
-    batches = idx  # without augmentation each step gathers its rows: XLA fuses that gather into the first layer
+    xy = idx  # without augmentation each step gathers its rows: XLA fuses that gather into the first layer
     if learner.augment is not None:  # augmented before the scan, all batches at once: inside a step XLA would
         # fuse the augmentation into the first layer's patches and compute it again for every patch
         keys = jax.vmap(partial(jax.random.fold_in, data_key))(steps)
-        batches = jax.vmap(learner.augment)(keys, data.x_train[idx], data.y_train[idx])
+        xy = jax.vmap(learner.augment)(keys, data.x_train[idx], data.y_train[idx])
 
     def step(ts, batch):
         xy, w, i = batch
         xb, yb = (data.x_train[xy], data.y_train[xy]) if learner.augment is None else xy
-        xb, yb, w = (_split_batch(a, learner.mesh) for a in (xb, yb, w))
+        xb, yb, w = (split_batch(a, learner.mesh) for a in (xb, yb, w))
         return train_step(ts, xb, yb, learner, jax.random.fold_in(model_key, i), w)
 
-    return jax.lax.scan(step, ts, (batches, weights, steps))
+    ts, losses = jax.lax.scan(step, ts, (xy, weights, steps))
+    counts = weights.sum(1)
+    return ts, losses, (losses * counts).sum() / counts.sum()
 
 
 @partial(jax.jit, static_argnames=("model", "chunk"))
@@ -261,46 +171,30 @@ def validate_epoch(ts: TrainState, learner: Learner, data: Data) -> dict[str, ja
     return scores(predict(ts.eval_params, ts.model_state, data.x_valid, learner.model), data.y_valid, learner.task)
 
 
-def run_epoch(ts: TrainState, data_key, model_key, epoch, learner: Learner, data: Data):
-    """Train one epoch (its keys folded with ``epoch``, so a resumed run repeats it) and validate.
-    Returns (TrainState, {"train_loss", "step_losses", "valid_loss", "valid_accuracy"}, validation logits)."""
-    ts, step_losses, train_loss = train_epoch(ts, jax.random.fold_in(data_key, epoch), jax.random.fold_in(model_key, epoch),
-                                              learner, data)
-    logits = predict(ts.eval_params, ts.model_state, data.x_valid, learner.model)
-    return ts, {"train_loss": train_loss, "step_losses": step_losses, **scores(logits, data.y_valid, learner.task)}, logits
-
-
 class FitResult(NamedTuple):
-    params: chex.ArrayTree
-    model_state: chex.ArrayTree
-    opt_state: chex.ArrayTree
-    average: Average | None
+    state: TrainState            # the last finite one: params, model state, optimizer state, average
     history: list[dict]          # per epoch: epoch, train_loss, step_losses, valid_loss, valid_accuracy
     diverged_at: int | list | None  # the epoch whose training loss went non-finite (per model with several)
     compile_seconds: float
     train_seconds: float
-    valid_logits: jax.Array | None = None  # the validation logits of ``eval_params`` (None when no epoch ran)
-
-    @property
-    def train_state(self) -> TrainState:
-        return TrainState(self.params, self.model_state, self.opt_state, self.average)
-
-    @property
-    def eval_params(self) -> chex.ArrayTree:
-        """The params to predict with: the moving average when the learner keeps one."""
-        return self.train_state.eval_params
+    valid_logits: jax.Array | None = None  # the validation logits of ``state.eval_params`` (None when no epoch ran)
 
 
 @lru_cache(maxsize=32)
-def _compiled_epoch(learner: Learner, n_models: int | None, same_batches: bool = False):
-    """``run_epoch`` jit-compiled for this learner (the data are an argument, not baked-in constants);
-    vmapped over a leading model axis when ``n_models`` (one shared data key when ``same_batches``).
+def _compiled_epoch(learner: Learner, n_models: int | None):
+    """One epoch, jit-compiled for this learner (the data are an argument, not baked-in constants):
+    ``train_epoch`` with its keys folded with ``epoch`` (so a resumed run repeats it), then validation.
+    Returns (TrainState, {"train_loss", "step_losses", "valid_loss", "valid_accuracy"}, validation
+    logits); vmapped over a leading model axis when ``n_models`` (one data key with ``same_batches``).
     Kept per learner, so fitting the same learner again (another seed, more epochs) reuses it."""
     def epoch_fn(ts, data_key, model_key, epoch, data):
-        return run_epoch(ts, data_key, model_key, epoch, learner, data)
+        ts, step_losses, train_loss = train_epoch(ts, jax.random.fold_in(data_key, epoch),
+                                                  jax.random.fold_in(model_key, epoch), learner, data)
+        logits = predict(ts.eval_params, ts.model_state, data.x_valid, learner.model)
+        return ts, {"train_loss": train_loss, "step_losses": step_losses, **scores(logits, data.y_valid, learner.task)}, logits
 
     if n_models:
-        epoch_fn = jax.vmap(epoch_fn, in_axes=(0, None if same_batches else 0, 0, None, None))
+        epoch_fn = jax.vmap(epoch_fn, in_axes=(0, None if learner.same_batches else 0, 0, None, None))
     return jax.jit(epoch_fn)
 
 
@@ -369,7 +263,8 @@ def _available_memory() -> int:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def _is_many(key: jax.Array) -> bool:
+def is_many(key: jax.Array) -> bool:
+    """Whether ``key`` is K keys (K models) rather than one; anything but PRNG keys is a one-line error."""
     if not isinstance(key, jax.Array) or not jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or key.ndim > 1:
         what = f"a {key.dtype} array of shape {key.shape}" if isinstance(key, jax.Array) else f"{key!r}"
         raise MnistjaxError(f"{what}; expected jax.random.key(seed), or K of them "
@@ -377,59 +272,56 @@ def _is_many(key: jax.Array) -> bool:
     return key.ndim == 1
 
 
-def _begin(learner: Learner, key: jax.Array, start: TrainState | None, same_batches: bool):
-    """What a fit starts from: the TrainState (``start``, or fresh from ``key``) and the data and model keys."""
+def begin(learner: Learner, key: jax.Array, start: TrainState | None = None):
+    """What a run starts from: the TrainState (``start``, or fresh from ``key``) and its data and model
+    keys (with ``same_batches``, the first model's data key for all)."""
     many = key.ndim == 1
     ts = start if start is not None else (init_many(learner, key) if many else init(learner, key))
     data_key, model_key = jax.vmap(stream_keys)(key) if many else stream_keys(key)
-    return ts, data_key[0] if many and same_batches else data_key, model_key
+    return ts, data_key[0] if many and learner.same_batches else data_key, model_key
 
 
-def _compile(epoch_fn, *args):
-    """The epoch program compiled for these arguments (arrays or their shapes), and the seconds it took."""
-    t0 = time.perf_counter()
-    compiled = epoch_fn.lower(*args).compile()
-    return compiled, time.perf_counter() - t0
-
-
-def _ready(learner: Learner, data: Data, key: jax.Array, start: TrainState | None, same_batches: bool, done: int):
+def _ready(learner: Learner, data: Data, key: jax.Array, start: TrainState | None, done: int):
     """The compiled epoch program of a fit, its compile seconds, and what it starts from: (TrainState,
     data key, model key, data), placed on the mesh's devices when there is one."""
-    epoch_fn = _compiled_epoch(learner, key.shape[0] if key.ndim else None, same_batches)
-    begin = partial(_begin, learner, start=start, same_batches=same_batches)
+    epoch_fn = _compiled_epoch(learner, key.shape[0] if key.ndim else None)
+
+    def compiled(*args):  # the program for these arguments (arrays or their shapes), and the seconds it took
+        t0 = time.perf_counter()
+        return epoch_fn.lower(*args).compile(), time.perf_counter() - t0
+
     if learner.mesh is None:  # the epoch compiles from the shapes alone while init draws the params: two at once
         with ThreadPoolExecutor(1) as pool:
-            pending = pool.submit(_compile, epoch_fn, *jax.eval_shape(begin, key), done, data)
-            ts, data_key, model_key = begin(key)
+            pending = pool.submit(compiled, *jax.eval_shape(partial(begin, learner, start=start), key), done, data)
+            ts, data_key, model_key = begin(learner, key, start)
             return *pending.result(), (ts, data_key, model_key, data)
     if learner.batch_size % learner.mesh.size:
         raise MnistjaxError(f"{learner.batch_size}: not a multiple of the {learner.mesh.size} devices; "
                             "expected each device to get an equal share", param="batch_size")
-    placed = _replicate((*begin(key), data), learner.mesh)  # everything but the batches whole on every device
-    return *_compile(epoch_fn, *placed[:3], done, placed[3]), placed
+    placed = replicate((*begin(learner, key, start), data), learner.mesh)  # all but the batches whole on every device
+    return *compiled(*placed[:3], done, placed[3]), placed
 
 
 def fit(learner: Learner, data: Data, epochs: int, key: jax.Array, *, start: TrainState | None = None,
-        history: list[dict] = (), same_batches: bool = False, progress: bool = True,
+        history: list[dict] = (), progress: bool = True,
         on_epoch: Callable[[int, TrainState, list], None] | None = None) -> FitResult:
     """Train for ``epochs`` epochs, one compiled call per epoch (compiled once per learner: fitting
     the same learner again, with other keys or data of the same shapes, reuses it).
 
     ``key`` (``jax.random.key(seed)``) drives init, the batch order and the model's randomness; K keys
-    (``jax.random.split(key, K)``) train K models together in one vmapped call, and ``same_batches``
-    then gives them all the first key's batches (only init and dropout differ; the first layer of all
-    K is one matmul). Resume with ``start`` (a TrainState; ``init_many`` for per-model learning rates)
-    and the ``history`` so far (one row per epoch done). ``on_epoch(epoch, train_state, history)`` runs
-    after each epoch (checkpoints, logs). A non-finite training loss stops a single-model run and
-    keeps the last finite params; with several models the others train on and ``diverged_at`` lists
-    each model's first non-finite epoch.
+    (``jax.random.split(key, K)``) train K models together in one vmapped call (``Learner.same_batches``:
+    all on the first key's batches). Resume with ``start`` (a TrainState; ``init_many`` for per-model
+    learning rates) and the ``history`` so far (one row per epoch done). ``on_epoch(epoch,
+    train_state, history)`` runs after each epoch (checkpoints, logs). A non-finite training loss
+    stops a single-model run and keeps the last finite params; with several models the others train
+    on and ``diverged_at`` lists each model's first non-finite epoch.
     """
     from tqdm.auto import tqdm
 
-    many = _is_many(key)
+    many = is_many(key)
     history = list(history)
     check(learner, data, epochs, len(history))
-    compiled, compile_seconds, (ts, data_key, model_key, data) = _ready(learner, data, key, start, same_batches, len(history))
+    compiled, compile_seconds, (ts, data_key, model_key, data) = _ready(learner, data, key, start, len(history))
     bar = tqdm(range(len(history), epochs), disable=not progress, file=sys.stderr, desc="epochs", leave=False)
     diverged, logits, t0 = [None] * (key.shape[0] if many else 1), None, time.perf_counter()
     for epoch in bar:
@@ -446,7 +338,7 @@ def fit(learner: Learner, data: Data, epochs: int, key: jax.Array, *, start: Tra
         if on_epoch is not None:
             on_epoch(epoch + 1, ts, history)
     jax.block_until_ready(ts)
-    return FitResult(*ts, history, diverged if many else diverged[0], compile_seconds, time.perf_counter() - t0, logits)
+    return FitResult(ts, history, diverged if many else diverged[0], compile_seconds, time.perf_counter() - t0, logits)
 
 
 def init(learner: Learner, key: jax.Array) -> TrainState:
@@ -479,87 +371,3 @@ def init_many(learner: Learner, keys: jax.Array, learning_rates: jax.Array | Non
     if learning_rates is not None:
         ts.opt_state.hyperparams["learning_rate"] = jnp.asarray(learning_rates, jnp.float32)
     return ts
-
-
-# The learning-rate finder.
-
-class LRFind(NamedTuple):
-    lrs: np.ndarray           # (T,) the rates tried, growing exponentially
-    losses: np.ndarray        # (T,), or (K, T) for K runs: smoothed losses, NaN from where a run diverged
-    mean: np.ndarray          # (T,): the runs' mean where every run is still going, NaN after
-    suggestions: dict         # {"valley", "steep", "minimum"}: rates, as fastai suggests them
-
-
-def lr_find(learner: Learner, data: Data, key: jax.Array, optimizer: Callable[[optax.Schedule], optax.GradientTransformation],
-            start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, beta: float = 0.98) -> LRFind:
-    """The learning-rate range test: train with a rate growing exponentially from ``start_lr`` to
-    ``end_lr`` over ``num_it`` steps (at most one epoch of full batches), one compiled scan; K keys
-    run K tests in one vmapped call. Losses are smoothed (an exponential average, debiased) and cut
-    where they pass 4× their minimum. ``optimizer``: makes the optimizer from a schedule, e.g.
-    ``lambda lr: optax.adam(lr)``."""
-    if num_it < 2:
-        raise MnistjaxError(f"{num_it}: expected 2 or more steps (a rate at each)", param="num_it")
-    steps = min(num_it, int(data.x_train.shape[0]) // learner.batch_size)
-    if steps < 2:
-        raise MnistjaxError(f"{learner.batch_size}: leaves {steps} full batch(es); expected at least 2", param="batch_size")
-    rate = lambda i: start_lr * (end_lr / start_lr) ** (i / (steps - 1))  # noqa: E731
-    learner = learner._replace(optimizer=optimizer(rate))
-    check(learner, data, 1)
-
-    def one(key):
-        ts, data_key, model_key = _begin(learner, key, None, False)
-        idx, weights = batch_indices(data_key, data.x_train.shape[0], learner.batch_size, drop_last=True,
-                                     shuffle=learner.shuffle)
-        return train_steps(ts, idx[:steps], weights[:steps], data_key, model_key, learner, data)[1]
-
-    raw = np.asarray(jax.jit(jax.vmap(one) if _is_many(key) else one)(key), np.float64)
-    smooth = _smoothed(raw, beta)
-    lrs = rate(np.arange(steps))
-    runs = np.atleast_2d(smooth)
-    mean = np.where(np.isfinite(runs).all(0), runs.mean(0), np.nan)  # where every run is still going
-    return LRFind(lrs, smooth, mean, {f.__name__: f(lrs, mean) for f in (valley, steep, minimum)})
-
-
-def _smoothed(raw: np.ndarray, beta: float) -> np.ndarray:
-    """fastai's smoothing (a debiased exponential average), NaN from where each run passes 4× its minimum."""
-    out = np.full(raw.shape, np.nan)
-    avg = np.zeros(raw.shape[:-1])
-    for i in range(raw.shape[-1]):
-        avg = beta * avg + (1 - beta) * raw[..., i]
-        out[..., i] = avg / (1 - beta ** (i + 1))
-    best = np.fmin.accumulate(np.where(np.isfinite(out), out, np.inf), axis=-1)
-    gone = np.logical_or.accumulate(~np.isfinite(out) | (out > 4 * best), axis=-1)
-    return np.where(gone, np.nan, out)
-
-
-def _usable(lrs: np.ndarray, losses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The points fastai suggests from: the finite ones, without the first tenth and the last five."""
-    keep = np.isfinite(losses)
-    lrs, losses = lrs[keep], losses[keep]
-    lo, hi = len(losses) // 10, len(losses) - 5
-    return (lrs[lo:hi], losses[lo:hi]) if hi - lo >= 3 else (lrs, losses)
-
-
-def valley(lrs: np.ndarray, losses: np.ndarray) -> float:
-    """The rate two thirds down the longest descending stretch of the curve (fastai's default)."""
-    lrs, losses = _usable(lrs, losses)
-    n = len(losses)
-    run, end = np.ones(n, int), 0
-    for i in range(1, n):  # the longest decreasing subsequence ending at each point
-        run[i] = 1 + max((run[j] for j in range(i) if losses[i] < losses[j]), default=0)
-        end = i if run[i] > run[end] else end
-    start = end - run[end]  # one before the stretch, as fastai counts it
-    sections = (end - start) / 3
-    return float(lrs[start + int(sections) + int(sections / 2)])
-
-
-def steep(lrs: np.ndarray, losses: np.ndarray) -> float:
-    """The rate where the loss falls fastest against log(rate)."""
-    lrs, losses = _usable(lrs, losses)
-    return float(lrs[np.argmin(np.diff(losses) / np.diff(np.log(lrs)))])
-
-
-def minimum(lrs: np.ndarray, losses: np.ndarray) -> float:
-    """A tenth of the rate where the loss is lowest."""
-    lrs, losses = _usable(lrs, losses)
-    return float(lrs[np.argmin(losses)] / 10)

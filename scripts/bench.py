@@ -29,7 +29,8 @@ import optax
 from mnistjax import data, losses, models
 from mnistjax.prototypes import fit_prototypes, knn, nearest
 from mnistjax.timing import command_seconds, median_seconds
-from mnistjax.training import Data, Learner, data_from, fit, init, predict, train_step, validate_epoch
+from mnistjax.data import Data, data_from
+from mnistjax.training import Learner, fit, init, predict, train_step, validate_epoch
 
 
 def matmul_peak(n: int = 2048, m: int | None = None, k: int | None = None) -> float:

@@ -32,12 +32,14 @@ def main() -> None:
     import optax
 
     from mnistjax import data, losses, models
-    from mnistjax.training import Learner, data_from, data_parallel, fit
+    from mnistjax.data import data_from
+    from mnistjax.mesh import data_parallel
+    from mnistjax.training import Learner, fit
 
     d = data_from(data.mnist_sample(data.load_tiny(), (3, 7)))  # every process holds the same data
     learner = Learner(models.simple_net(), losses.binary, optax.sgd(0.1), batch_size=256, mesh=data_parallel())
     r = fit(learner, d, args.epochs, jax.random.key(0), progress=False)
-    w = r.params["1"]["w"]
+    w = r.state.params["1"]["w"]
     print(json.dumps({"process": jax.process_index(), "processes": jax.process_count(), "devices": len(jax.devices()),
                       "local_devices": len(jax.local_devices()), "history": r.history,
                       "checksum": float(w.addressable_data(0).sum())}))

@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from mnistjax import config, data, interpret, plots, reports
+from mnistjax import config, data, experiment, interpret, plots, reports
 
 KEEP = {
     "baseline": ["prototypes", "pixels"],
@@ -28,10 +28,10 @@ def main() -> None:
     p.add_argument("--out", default="docs/figures")
     args = p.parse_args()
     ds = data.load_dir(args.data_dir)
-    p37 = reports.prepare(ds, "3,7")
-    simple_net = reports.train(config.recipe("simple_net"), p37, progress=False)
-    lr_find = reports.lr_find(dataclasses.replace(config.recipe("simple_net"), seeds=(0, 1, 2)), p37, 1e-4, 100.0)
-    fast = reports.train(config.recipe("fast99"), reports.prepare(ds, "all"), progress=False)
+    p37 = experiment.prepare(ds, "3,7")
+    simple_net = experiment.train(config.recipe("simple_net"), p37, progress=False)
+    lr_find = experiment.lr_find(dataclasses.replace(config.recipe("simple_net"), seeds=(0, 1, 2)), p37, 1e-4, 100.0)
+    fast = experiment.train(config.recipe("fast99"), experiment.prepare(ds, "all"), progress=False)
     mistakes = interpret.summary(interpret.from_training(fast), k=16)
     figures = {"use": {"lr_find": plots.lr_find_figure(lr_find.summary),
                        "top_losses": plots.top_losses_figure(fast.prepared.data.x_valid, mistakes["top_losses"])},

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import jax
 
-from mnistjax import config, data, reports
+from mnistjax import config, data, experiment, reports
 
 # recipe -> the accuracy it should reach (mean over the seeds)
 GOALS = {"linear": 0.975, "simple_net": 0.982, "cnn": 0.997, "resnet": 0.997, "mlp10": 0.980, "cnn10": 0.992,
@@ -81,7 +81,7 @@ def main() -> None:
     for name in args.only or GOALS:
         cfg = dataclasses.replace(config.recipe(name), seeds=seeds, data_dir=args.data_dir)
         t = time.perf_counter()
-        s = reports.train(cfg, reports.prepare(ds, cfg.classes), progress=False).summary
+        s = experiment.train(cfg, experiment.prepare(ds, cfg.classes), progress=False).summary
         accs = [run["valid_accuracy"] for run in s["runs"]] if "runs" in s else [s["valid_accuracy"]]
         rows.append({"recipe": name, "config": config.recipe(name).to_dict(), "seeds": seeds, "accuracies": accs,
                      "mean": s.get("valid_accuracy_mean", s.get("valid_accuracy")), "std": s.get("valid_accuracy_std", 0.0),

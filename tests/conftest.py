@@ -16,10 +16,22 @@ SHARED = ROOT.parent / "shared" / "data"
 
 @pytest.fixture(autouse=True, scope="session")
 def _sandbox(tmp_path_factory):
-    """No test writes to the user's cache or reaches the internet (port 9 refuses at once)."""
+    """No test writes to the user's cache or reaches the internet (port 9 refuses at once). One
+    persistent XLA compilation cache serves the whole run, every xdist worker and every CLI process
+    the tests start: most of the suite's time is compiling the same programs again (a test of the
+    cache itself names its own folder)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "xla-cache"
+    shared.mkdir(exist_ok=True)
     mp = pytest.MonkeyPatch()
     mp.setenv("MNISTJAX_CACHE", str(tmp_path_factory.mktemp("cache")))
     mp.setenv("MNISTJAX_MIRRORS", "http://127.0.0.1:9/")
+    mp.setenv("MNISTJAX_COMPILE_CACHE", str(shared))
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(shared))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     yield
     mp.undo()
 

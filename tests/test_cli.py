@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mnistjax import config, data, reports
+from mnistjax import config, data, experiment
 from tests_helpers import run_cli as mnistjax
 from tests_helpers import start_cli
 
@@ -217,9 +217,9 @@ def test_run_is_the_chapter_in_one_table(tmp_path):
     assert out["seconds"] > 0
     table = mnistjax("run", "--dataset", "tiny").stdout
     assert "* the book's figures are on full MNIST; tiny is a small sample" in table and "cnn (adam, 4 epochs)" in table
-    tiny = reports.prepare(data.load_tiny(), "3,7")  # the steps ran side by side, each giving what it gives alone
+    tiny = experiment.prepare(data.load_tiny(), "3,7")  # the steps ran side by side, each giving what it gives alone
     for step, name in zip(out["steps"][1:3], ("linear", "simple_net")):
-        alone = reports.train(config.recipe(name), tiny, progress=False).summary
+        alone = experiment.train(config.recipe(name), tiny, progress=False).summary
         assert step["accuracy"] == alone["valid_accuracy"], name
 
 

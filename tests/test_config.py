@@ -22,17 +22,17 @@ def test_round_trip_through_a_dict_and_json():
 def test_toml_file_recipe_and_overrides_in_layers(tmp_path):
     (tmp_path / "run.toml").write_text('description = "mine"\nrecipe_note = 1\n')
     with pytest.raises(MnistjaxError, match="unknown setting 'recipe_note'"):
-        config.load(tmp_path / "run.toml")
+        config.load_config(tmp_path / "run.toml")
     (tmp_path / "run.toml").write_text('model = "mlp"\nepochs = 3\nclasses = ["0", "1", "2"]\nopt_args = {b1 = 0.7}\n'
                                        'opt = "adam"\n')
-    c = config.load(tmp_path / "run.toml", recipe="cnn10", overrides={"epochs": 5})
+    c = config.load_config(tmp_path / "run.toml", recipe="cnn10", overrides={"epochs": 5})
     assert (c.model, c.epochs, c.classes, c.opt_args, c.batch_size) == ("mlp", 5, "0,1,2", {"b1": 0.7}, 64)  # batch: the recipe's
 
 
 def test_a_results_config_object_loads_as_it_is(tmp_path):
     result = {"config": RunConfig(epochs=2).to_dict(), "valid_accuracy": 0.9}
     (tmp_path / "result.json").write_text(json.dumps(result))
-    assert config.load(tmp_path / "result.json") == RunConfig(epochs=2)
+    assert config.load_config(tmp_path / "result.json") == RunConfig(epochs=2)
 
 
 def test_every_recipe_is_a_valid_config():
@@ -95,6 +95,6 @@ def test_show_config_prints_the_effective_settings(tmp_path):
 def test_a_config_file_naming_code_is_refused_unless_trusted_or_named(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({"model": "mine.py:net", "epochs": 2}))
     with pytest.raises(MnistjaxError, match="^config: .*run.json: names a model built by code, mine.py:net; .*--trust-code"):
-        config.load(tmp_path / "run.json")
-    assert config.load(tmp_path / "run.json", trust_code=True).model == "mine.py:net"
-    assert config.load(tmp_path / "run.json", overrides={"model": "mine.py:net"}).epochs == 2  # the user names it
+        config.load_config(tmp_path / "run.json")
+    assert config.load_config(tmp_path / "run.json", trust_code=True).model == "mine.py:net"
+    assert config.load_config(tmp_path / "run.json", overrides={"model": "mine.py:net"}).epochs == 2  # the user names it

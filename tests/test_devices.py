@@ -14,7 +14,9 @@ EIGHT = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS
 SAME_PARAMS = """
 import jax, optax, numpy as np
 from mnistjax import data, layers, models, losses
-from mnistjax.training import Learner, data_from, data_parallel, fit
+from mnistjax.data import data_from
+from mnistjax.mesh import data_parallel
+from mnistjax.training import Learner, fit
 assert len(jax.devices()) == 8
 d = data_from(data.mnist_sample(data.load_tiny(), (3, 7)))
 bn = layers.sequential(layers.flatten(), layers.dense(784, 16), layers.batch_norm(16), layers.relu(), layers.dense(16, 1))
@@ -22,10 +24,10 @@ for model in (models.simple_net(), bn):  # batch norm: statistics over the globa
     learner = Learner(model, losses.binary, optax.sgd(0.1), batch_size=256)  # 1600 = 6 x 256 + 64
     one = fit(learner, d, 2, jax.random.key(0), progress=False)
     eight = fit(learner._replace(mesh=data_parallel(8)), d, 2, jax.random.key(0), progress=False)
-    w = eight.params["1"]["w"]
+    w = eight.state.params["1"]["w"]
     assert len(w.sharding.device_set) == 8, w.sharding
     print(max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
-              for a, b in zip(jax.tree.leaves(one.train_state), jax.tree.leaves(eight.train_state))))
+              for a, b in zip(jax.tree.leaves(one.state), jax.tree.leaves(eight.state))))
 """
 
 
@@ -57,7 +59,8 @@ def test_two_processes_with_jax_distributed_train_like_one(tmp_path):
     import optax
 
     from mnistjax import data, losses, models
-    from mnistjax.training import Learner, data_from, fit
+    from mnistjax.data import data_from
+    from mnistjax.training import Learner, fit
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -82,15 +82,15 @@ def test_huge_idx_dimensions_are_a_clear_error():
 
 @pytest.fixture(scope="module")
 def saved_checkpoint(tmp_path_factory, tiny):
-    from mnistjax import reports
+    from mnistjax import experiment, training
 
     folder = tmp_path_factory.mktemp("ckpt")
     cfg = RunConfig(model="cnn_bn", model_args={"channels": [2, 4]}, epochs=1, checkpoint_dir=str(folder), opt="adam",
                     lr=1e-3, dataset="tiny")
-    p = reports.prepare(tiny, "3,7")
-    reports.train(cfg, p, progress=False)
-    template = reports.init(reports.learner(cfg, p), reports.run_keys(cfg))
-    return folder, template, cfg.to_dict(), reports.data_id(p)
+    p = experiment.prepare(tiny, "3,7")
+    experiment.train(cfg, p, progress=False)
+    template = training.init(experiment.learner(cfg, p), experiment.run_keys(cfg))
+    return folder, template, cfg.to_dict(), experiment.data_id(p)
 
 
 def test_bit_flips_in_checkpoints_resume_exactly_or_are_one_line_errors(saved_checkpoint, tmp_path):
@@ -346,7 +346,7 @@ def test_a_cache_folder_that_cannot_be_written(tmp_path, mnist_dir):
     file.write_text("")
     proc = run_cli("data", "fetch", "--cache-dir", str(file), check_rc=2)
     assert proc.stderr.startswith("mnistjax: error: --cache-dir: ") and "cannot write the downloads here" in proc.stderr
-    env = {"MNISTJAX_CACHE": str(file)}  # a read-only cache: the run goes on without the compilation cache
+    env = {"MNISTJAX_CACHE": str(file), "MNISTJAX_COMPILE_CACHE": ""}  # a read-only cache: the run goes on without the compilation cache
     proc = run_cli("train", "--dataset", "tiny", "--epochs", "1", "--json", env=env)
     assert "note: no compilation cache" in proc.stderr and json.loads(proc.stdout)["valid_accuracy"] > 0.5
     readonly = tmp_path / "ro"
@@ -559,7 +559,7 @@ def test_library_inputs_are_checked_at_the_boundary(tiny):
     x = tiny.test.images[:8]
     means = jnp.zeros((2, 28, 28))
     learner = training.Learner(models.simple_net(), losses.binary, optax.sgd(0.1), batch_size=50)
-    good = training.Data(jnp.zeros((200, 28, 28)), jnp.zeros(200, jnp.int32), jnp.zeros((20, 28, 28)), jnp.zeros(20, jnp.int32))
+    good = data.Data(jnp.zeros((200, 28, 28)), jnp.zeros(200, jnp.int32), jnp.zeros((20, 28, 28)), jnp.zeros(20, jnp.int32))
     ten = training.Learner(models.simple_net(10), losses.multiclass(10), optax.sgd(0.1), batch_size=50)
     cases = [
         (lambda: saved.probabilities(m, x), "images: uint8: expected floats"),

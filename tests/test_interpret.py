@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mnistjax import interpret, losses, reports
+from mnistjax import experiment, interpret, losses
 from mnistjax.config import RunConfig
 
 
@@ -23,7 +23,7 @@ def test_by_hand():
 
 
 def test_from_a_training_report(tiny):
-    report = reports.train(RunConfig(model="linear", lr=1.0, epochs=2), reports.prepare(tiny, "3,7"), progress=False)
+    report = experiment.train(RunConfig(model="linear", lr=1.0, epochs=2), experiment.prepare(tiny, "3,7"), progress=False)
     i = interpret.from_training(report)
     s = interpret.summary(i, k=7)
     assert s["classes"] == ["3", "7"] and sum(map(sum, s["confusion_matrix"])) == 400 and len(s["top_losses"]) == 7

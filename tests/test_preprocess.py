@@ -68,11 +68,11 @@ def test_transparent_and_sixteen_bit_pictures(tmp_path):
 
 def test_a_model_sees_the_pictures_as_it_saw_the_originals(tiny, tmp_path):
     """Predictions on photo-like pictures of 300 test digits agree with those on the digits themselves."""
-    from mnistjax import reports, saved
+    from mnistjax import experiment, saved
     from mnistjax.config import RunConfig
 
-    report = reports.train(RunConfig(model="cnn", classes="all", opt="adam", lr=3e-3, schedule="onecycle", epochs=3,
-                                     batch_size=64, augment=1), reports.prepare(tiny, "all"), progress=False)
+    report = experiment.train(RunConfig(model="cnn", classes="all", opt="adam", lr=3e-3, schedule="onecycle", epochs=3,
+                                     batch_size=64, augment=1), experiment.prepare(tiny, "all"), progress=False)
     model = saved.load_model(saved.save_training(tmp_path / "m.safetensors", report))
     digits = tiny.test.images[::2][:300]
     pictures = []

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from mnistjax import layers, models, reports, saved
+from mnistjax import experiment, layers, models, saved
 from mnistjax.config import RunConfig
 from mnistjax.errors import MnistjaxError
 from mnistjax.training import predict
@@ -18,7 +18,7 @@ from mnistjax.training import predict
 @pytest.fixture(scope="module")
 def trained(tiny, tmp_path_factory):
     cfg = RunConfig(model="cnn_bn", model_args={"channels": [4, 8]}, opt="adam", lr=3e-3, epochs=2, classes="all")
-    report = reports.train(cfg, reports.prepare(tiny, "all"), progress=False)
+    report = experiment.train(cfg, experiment.prepare(tiny, "all"), progress=False)
     path = saved.save_training(tmp_path_factory.mktemp("m") / "model.safetensors", report)
     return report, path
 
@@ -31,8 +31,8 @@ def test_round_trip_gives_bit_identical_predictions(trained):
     assert m.info["dataset"] == "tiny" and len(m.info["data_sha256"]) == 64
     x = report.prepared.data.x_valid
     np.testing.assert_array_equal(predict(m.params, m.model_state, x, m.model),
-                                  predict(report.fit.params, report.fit.model_state, x, report.learner.model))
-    for a, b in zip(jax.tree.leaves((m.params, m.model_state)), jax.tree.leaves((report.fit.params, report.fit.model_state))):
+                                  predict(report.fit.state.params, report.fit.state.model_state, x, report.learner.model))
+    for a, b in zip(jax.tree.leaves((m.params, m.model_state)), jax.tree.leaves((report.fit.state.params, report.fit.state.model_state))):
         np.testing.assert_array_equal(a, b)
 
 
@@ -60,7 +60,7 @@ def test_a_plug_in_model_is_saved_by_its_absolute_path(tiny, tmp_path, monkeypat
     (tmp_path / "mine.py").write_text("from mnistjax import models\n"
                                       "def small(n_out) -> models.Module:\n    return models.simple_net(n_out, hidden=8)\n")
     monkeypatch.chdir(tmp_path)
-    report = reports.train(RunConfig(model="mine.py:small", epochs=1), reports.prepare(tiny, "3,7"), progress=False)
+    report = experiment.train(RunConfig(model="mine.py:small", epochs=1), experiment.prepare(tiny, "3,7"), progress=False)
     path = saved.save_training(tmp_path / "m.safetensors", report)
     meta = json.loads(__import__("safetensors").safe_open(str(path), "numpy").metadata()["mnistjax"])
     assert meta["spec"]["model"] == f"{tmp_path / 'mine.py'}:small"

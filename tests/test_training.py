@@ -8,11 +8,12 @@ import numpy as np
 import optax
 import pytest
 
-from mnistjax import data, layers, losses, models, training
+from mnistjax import augment, data, layers, losses, lr_finder, models, training
 from mnistjax.errors import MnistjaxError
 from mnistjax.sgd import sgd
-from mnistjax.training import (Learner, TrainState, batch_indices, calc_grad, data_from, fit, init, init_many, predict,
-                               train_epoch, train_step)
+from mnistjax.data import data_from
+from mnistjax.training import (Learner, TrainState, batch_indices, calc_grad, fit, init, init_many, predict, train_epoch,
+                               train_step)
 
 
 @pytest.fixture(scope="module")
@@ -96,16 +97,16 @@ def test_fit_history_step_losses_and_validation_logits(d37):
     assert [set(row) for row in r.history] == [{"epoch", "train_loss", "step_losses", "valid_loss", "valid_accuracy"}] * 2
     steps = r.history[0]["step_losses"]
     assert len(steps) == 7 and np.isclose(r.history[0]["train_loss"], (np.sum(steps[:6]) * 256 + steps[6] * 64) / 1600)
-    chex.assert_trees_all_close(r.valid_logits, predict(r.params, r.model_state, d37.x_valid, learner.model),
+    chex.assert_trees_all_close(r.valid_logits, predict(r.state.params, r.state.model_state, d37.x_valid, learner.model),
                                 rtol=1e-5, atol=1e-6)
-    again = fit(learner, d37, 2, jax.random.key(0), start=r.train_state, history=r.history, progress=False)
+    again = fit(learner, d37, 2, jax.random.key(0), start=r.state, history=r.history, progress=False)
     assert again.valid_logits is None and again.history == r.history  # nothing left to run
 
 
 def test_the_hand_written_sgd_trains_exactly_like_optax_sgd(d37):
     runs = [fit(Learner(models.linear(), losses.binary, opt), d37, 2, jax.random.key(0), progress=False)
             for opt in (sgd(1.0), optax.sgd(1.0))]
-    chex.assert_trees_all_close(runs[0].params, runs[1].params, rtol=1e-6)
+    chex.assert_trees_all_close(runs[0].state.params, runs[1].state.params, rtol=1e-6)
 
 
 @pytest.mark.parametrize("name,args,epochs,opt,batch,floor", [
@@ -136,7 +137,7 @@ def test_same_seed_same_numbers_also_with_dropout(d37):
     a, b = (fit(Learner(dropout_net(), losses.binary, optax.sgd(0.1)), d37, 3, jax.random.key(7), progress=False)
             for _ in range(2))
     assert a.history == b.history
-    chex.assert_trees_all_equal(a.params, b.params)
+    chex.assert_trees_all_equal(a.state.params, b.state.params)
 
 
 def test_fitting_a_learner_again_reuses_its_program_with_the_new_data(d37):
@@ -148,7 +149,7 @@ def test_fitting_a_learner_again_reuses_its_program_with_the_new_data(d37):
     assert training._compiled_epoch.cache_info().hits == hits + 1
     fresh = fit(Learner(models.linear(), losses.binary, optax.sgd(1.0), shuffle=False), flipped, 1, jax.random.key(0),
                 progress=False)  # a new model: compiled anew
-    chex.assert_trees_all_equal(again.params, fresh.params)
+    chex.assert_trees_all_equal(again.state.params, fresh.state.params)
     assert again.history == fresh.history
 
 
@@ -159,21 +160,21 @@ def test_k_models_in_one_vmap_equal_k_separate_runs(d37, net):
     many = fit(learner, d37, 2, keys, progress=False)
     for i in range(4):
         one = fit(learner, d37, 2, keys[i], progress=False)
-        chex.assert_trees_all_close(jax.tree.map(lambda x: x[i], (many.params, many.model_state)),
-                                    (one.params, one.model_state), rtol=1e-4, atol=1e-5)
+        chex.assert_trees_all_close(jax.tree.map(lambda x: x[i], (many.state.params, many.state.model_state)),
+                                    (one.state.params, one.state.model_state), rtol=1e-4, atol=1e-5)
     assert len(many.history[-1]["valid_accuracy"]) == 4
 
 
 def test_same_batches_gives_every_model_the_first_keys_batches(d37):
-    learner = Learner(dropout_net(), losses.binary, optax.sgd(0.1))
+    learner = Learner(dropout_net(), losses.binary, optax.sgd(0.1), same_batches=True)
     keys = jax.random.split(jax.random.key(0), 3)
-    many = fit(learner, d37, 2, keys, same_batches=True, progress=False)
+    many = fit(learner, d37, 2, keys, progress=False)
     data_key, _ = training.stream_keys(keys[0])
     for i in range(3):  # model i: its own init and dropout, the batches of keys[0]
         ts, model_key = init(learner, keys[i]), training.stream_keys(keys[i])[1]
         for epoch in range(2):
             ts, _, _ = train_epoch(ts, jax.random.fold_in(data_key, epoch), jax.random.fold_in(model_key, epoch), learner, d37)
-        chex.assert_trees_all_close(jax.tree.map(lambda x: x[i], many.params), ts.params, rtol=1e-4, atol=1e-5)
+        chex.assert_trees_all_close(jax.tree.map(lambda x: x[i], many.state.params), ts.params, rtol=1e-4, atol=1e-5)
 
 
 def test_vmap_over_learning_rates(d37):
@@ -187,10 +188,10 @@ def test_vmap_over_learning_rates(d37):
 def test_evaluation_uses_running_statistics_and_no_dropout(d37):
     learner = Learner(layers.sequential(bn_net(), layers.dropout(0.5)), losses.binary, optax.sgd(0.1))
     r = fit(learner, d37, 1, jax.random.key(0), progress=False)
-    assert jax.tree.leaves(r.model_state)  # the running statistics moved with training
-    a = predict(r.params, r.model_state, d37.x_valid, learner.model)
-    chex.assert_trees_all_equal(a, predict(r.params, r.model_state, d37.x_valid, learner.model))  # deterministic
-    b = predict(r.params, r.model_state, d37.x_valid[:100], learner.model)  # each image alone, not batch statistics
+    assert jax.tree.leaves(r.state.model_state)  # the running statistics moved with training
+    a = predict(r.state.params, r.state.model_state, d37.x_valid, learner.model)
+    chex.assert_trees_all_equal(a, predict(r.state.params, r.state.model_state, d37.x_valid, learner.model))  # deterministic
+    b = predict(r.state.params, r.state.model_state, d37.x_valid[:100], learner.model)  # each image alone, not batch statistics
     chex.assert_trees_all_close(a[:100], b, rtol=1e-5, atol=1e-5)
 
 
@@ -199,8 +200,8 @@ def test_augmentations_see_labels(d37):
         lam = jax.random.uniform(key, (xb.shape[0], 1, 1), minval=0.8, maxval=1.0)
         return lam * xb + (1 - lam) * jnp.roll(xb, 1, 0), yb
 
-    for augment in (mixup, training.random_shift(1)):
-        r = fit(Learner(models.simple_net(), losses.binary, optax.sgd(0.1), augment=augment), d37, 3, jax.random.key(0),
+    for each in (mixup, augment.random_shift(1)):
+        r = fit(Learner(models.simple_net(), losses.binary, optax.sgd(0.1), augment=each), d37, 3, jax.random.key(0),
                 progress=False)
         assert r.history[-1]["valid_accuracy"] > 0.9
 
@@ -208,7 +209,7 @@ def test_augmentations_see_labels(d37):
 def test_random_shift_moves_images_and_keeps_shape_and_labels():
     x = jnp.zeros((4, 28, 28)).at[:, 14, 14].set(1.0)
     y = jnp.arange(4)
-    out, labels = training.random_shift(2)(jax.random.key(0), x, y)
+    out, labels = augment.random_shift(2)(jax.random.key(0), x, y)
     chex.assert_shape(out, (4, 28, 28))
     rows, cols = np.nonzero(np.asarray(out).sum(0))
     assert np.asarray(out).sum() == 4 and all(12 <= r <= 16 for r in rows) and all(12 <= c <= 16 for c in cols)
@@ -235,7 +236,7 @@ def test_divergence_stops_one_model_and_lists_each_of_many(d37):
     learner = Learner(models.simple_net(n_out=2), losses.multiclass(2), optax.sgd(1e30))
     r = fit(learner, d37, 5, jax.random.key(0), progress=False)
     assert r.diverged_at == 1 and r.history == []
-    assert all(np.isfinite(x).all() for x in jax.tree.leaves(r.params))
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(r.state.params))
     sweep = Learner(models.simple_net(n_out=2), losses.multiclass(2), optax.inject_hyperparams(optax.sgd)(learning_rate=0.1))
     keys = jnp.stack([jax.random.key(0)] * 2)
     many = fit(sweep, d37, 2, keys, start=init_many(sweep, keys, jnp.array([0.1, 1e30])), progress=False)
@@ -244,7 +245,7 @@ def test_divergence_stops_one_model_and_lists_each_of_many(d37):
 
 def test_train_state_is_what_fit_returns(d37):
     r = fit(Learner(bn_net(), losses.binary, optax.adam(1e-3)), d37, 1, jax.random.key(0), progress=False)
-    assert isinstance(r.train_state, TrainState) and r.train_state.model_state is r.model_state
+    assert isinstance(r.state, TrainState) and jax.tree.leaves(r.state.model_state)
 
 
 def test_lr_find_on_a_problem_with_known_curvature(d37):
@@ -255,12 +256,12 @@ def test_lr_find_on_a_problem_with_known_curvature(d37):
                           lambda p, s, x, key, train: (jnp.broadcast_to(p["w"], (x.shape[0], 1)), s))
     task = losses.binary._replace(loss=lambda logits, y: 0.5 * L * (logits[:, 0] - 3.0) ** 2)
     learner = Learner(model, task, optax.sgd(0.1), batch_size=16)
-    r = training.lr_find(learner, d37, jax.random.key(0), lambda lr: optax.sgd(lr), 1e-5, 10.0, 100)
+    r = lr_finder.lr_find(learner, d37, jax.random.key(0), lambda lr: optax.sgd(lr), 1e-5, 10.0, 100)
     assert r.lrs.shape == r.losses.shape == (100,) and r.lrs[0] == pytest.approx(1e-5) and r.lrs[-1] == pytest.approx(10)
     assert all(1e-4 < lr < 2 / L for lr in r.suggestions.values()), r.suggestions
     end = r.lrs[np.isfinite(r.losses)][-1]
     assert 2 / L < end < 20 / L
-    many = training.lr_find(learner, d37, jax.random.split(jax.random.key(0), 3), lambda lr: optax.sgd(lr), 1e-5, 10.0, 100)
+    many = lr_finder.lr_find(learner, d37, jax.random.split(jax.random.key(0), 3), lambda lr: optax.sgd(lr), 1e-5, 10.0, 100)
     assert many.losses.shape == (3, 100)
 
 
@@ -268,9 +269,9 @@ def test_lr_find_suggestion_rules_on_a_curve():
     lrs = np.logspace(-5, 1, 60)
     losses = 1 / (1 + np.exp(3 * (np.log10(lrs) + 2))) + 0.1  # falls steepest at 1e-2, flat after
     losses[50:] = np.nan  # diverged
-    assert training.steep(lrs, losses) == pytest.approx(1e-2, rel=0.3)
-    assert 1e-3 < training.valley(lrs, losses) < 1e-1
-    assert training.minimum(lrs, losses) == pytest.approx(lrs[np.nanargmin(losses[6:45]) + 6] / 10)
+    assert lr_finder.steep(lrs, losses) == pytest.approx(1e-2, rel=0.3)
+    assert 1e-3 < lr_finder.valley(lrs, losses) < 1e-1
+    assert lr_finder.minimum(lrs, losses) == pytest.approx(lrs[np.nanargmin(losses[6:45]) + 6] / 10)
 
 
 def test_valley_is_fastais():
@@ -291,32 +292,32 @@ def test_valley_is_fastais():
     lrs = np.logspace(-6, 1, 100)
     for _ in range(20):
         losses = 1 / (1 + np.exp(3 * (np.log10(lrs) + 2))) + rng.normal(0, 0.05, 100)
-        assert training.valley(lrs, losses) == fastai_valley(lrs, losses)
+        assert lr_finder.valley(lrs, losses) == fastai_valley(lrs, losses)
 
 
 def test_random_affine_turns_and_scales_about_the_centre():
     x = jnp.zeros((3, 28, 28)).at[:, 4:24, 13:15].set(1.0)  # a vertical bar through the centre
-    same, y = training.random_affine(1e-6)(jax.random.key(0), x, jnp.arange(3))
+    same, y = augment.random_affine(1e-6)(jax.random.key(0), x, jnp.arange(3))
     np.testing.assert_allclose(same, x, atol=1e-5)
     np.testing.assert_array_equal(y, jnp.arange(3))
-    turned, _ = training.random_affine(30)(jax.random.key(1), x, jnp.arange(3))
+    turned, _ = augment.random_affine(30)(jax.random.key(1), x, jnp.arange(3))
     mass = np.asarray(turned).sum((1, 2))
     assert np.all(np.abs(mass - 40) < 4) and not np.allclose(turned, x, atol=0.1)  # the ink moved, and most of it stayed
-    scaled, _ = training.random_affine(0, max_zoom=0.5)(jax.random.key(2), jnp.tile(x, (3, 1, 1)), jnp.arange(9))
+    scaled, _ = augment.random_affine(0, max_zoom=0.5)(jax.random.key(2), jnp.tile(x, (3, 1, 1)), jnp.arange(9))
     length = (np.asarray(scaled)[:, :, 13] > 0.5).sum(1)  # the bar's length, 20 pixels unscaled: 10 to 30 now
     np.testing.assert_allclose(scaled[:, :, 13:15], scaled[:, :, 13:15][:, ::-1], atol=1e-5)  # still centred
     assert np.all((9 <= length) & (length <= 28)) and len(set(length.tolist())) > 2
-    both = training.compose(training.random_shift(2), training.random_affine(10, 0.1))
+    both = augment.compose(augment.random_shift(2), augment.random_affine(10, 0.1))
     chex.assert_shape(both(jax.random.key(2), x, jnp.arange(3))[0], (3, 28, 28))
 
 
 def test_augmented_batches_are_those_of_each_step_alone(d37):
-    """train_steps augments all batches before its scan: the same batches, keys and losses as step by step."""
-    learner = Learner(models.simple_net(), losses.binary, optax.sgd(0.1), augment=training.random_shift(2))
+    """train_epoch augments all batches before its scan: the same batches, keys and losses as step by step."""
+    learner = Learner(models.simple_net(), losses.binary, optax.sgd(0.1), augment=augment.random_shift(2))
     ts = init(learner, jax.random.key(0))
     idx, weights = training.batch_indices(jax.random.key(1), 512, 128)
     data_key, model_key = jax.random.key(2), jax.random.key(3)
-    _, scanned = training.train_steps(ts, idx, weights, data_key, model_key, learner, d37)
+    _, scanned, _ = training.train_epoch(ts, data_key, model_key, learner, d37, (idx, weights))
     one_by_one = []
     for i, (rows, w) in enumerate(zip(idx, weights)):
         xb, yb = learner.augment(jax.random.fold_in(data_key, i), d37.x_train[rows], d37.y_train[rows])
@@ -338,9 +339,9 @@ def test_ema_of_the_params_is_debiased_and_what_validation_uses(d37):
                                 rtol=1e-6, atol=1e-7)
     assert int(two.average.steps) == 2
     r = fit(learner, d37, 2, jax.random.key(0), progress=False)
-    chex.assert_trees_all_close(r.valid_logits, predict(r.average.params, r.model_state, d37.x_valid, learner.model),
+    chex.assert_trees_all_close(r.valid_logits, predict(r.state.average.params, r.state.model_state, d37.x_valid, learner.model),
                                 rtol=1e-5, atol=1e-6)
-    assert r.eval_params is r.average.params and init(learner._replace(ema=0.0), jax.random.key(0)).average is None
+    assert r.state.eval_params is r.state.average.params and init(learner._replace(ema=0.0), jax.random.key(0)).average is None
 
 
 def test_a_short_run_with_a_slow_average_is_still_a_trained_model(d37):

@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # jax is imported lazily: `mnistjax data info` should not pay
     import jax
 
 DIGITS = tuple(str(d) for d in range(10))
+MNIST_DATASETS = ("mnist", "tiny", "mnist_sample")  # the names of MNIST and its samples (``Dataset.name``)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,11 @@ class Dataset:
     test: Split
     classes: tuple[str, ...] = DIGITS
     sha256: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_mnist(self) -> bool:
+        """MNIST itself or one of its samples: the data the book's numbers are about."""
+        return self.name in MNIST_DATASETS
 
     def with_classes(self, names) -> "Dataset":
         """The same data with its classes named ``names`` (in label order), a comma list or a sequence.
@@ -187,3 +193,24 @@ def as_float(images: np.ndarray) -> "jax.Array":
     chex.assert_type(out, jnp.float32)
     chex.assert_shape(out, (..., 28, 28))
     return out
+
+
+class Data(NamedTuple):
+    """Train and validation arrays on the device, as ``training.fit`` takes them. x: (N, 28, 28)
+    float32 in [0, 1]; y: (N,) int32 class indices (positions in the sample's classes, so for 3 vs 7:
+    3 -> 0, 7 -> 1)."""
+
+    x_train: "jax.Array"
+    y_train: "jax.Array"
+    x_valid: "jax.Array"
+    y_valid: "jax.Array"
+
+
+def data_from(sample: Sample) -> Data:
+    """Put a ``Sample`` on the device as float images and class indices."""
+    import jax.numpy as jnp
+
+    lookup = np.full(max(sample.classes) + 1, -1, np.int32)
+    lookup[list(sample.classes)] = np.arange(len(sample.classes))
+    return Data(as_float(sample.train.images), jnp.asarray(lookup[sample.train.labels]),
+                as_float(sample.valid.images), jnp.asarray(lookup[sample.valid.labels]))

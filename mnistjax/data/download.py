@@ -22,7 +22,7 @@ from pathlib import Path
 
 from mnistjax.data.idx_dir import FILES, MNIST_SHA256, MNIST_SIZES
 from mnistjax.errors import MnistjaxError
-from mnistjax.files import alive
+from mnistjax.files import alive, writable_dir
 
 # Maintained public mirrors, most reliable first; the original host has been down for long stretches.
 DEFAULT_MIRRORS = (
@@ -109,15 +109,6 @@ def _remove_dead_staging(target: Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
-def _writable(target: Path) -> None:
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=target).close()
-    except OSError as e:
-        raise MnistjaxError(f"{target}: cannot write the downloads here ({e.strerror or e}); expected a writable folder",
-                            param="cache_dir") from None
-
-
 def fetch(root: str | os.PathLike | None = None, mirror_list: list[str] | None = None, progress: bool = True,
           timeout: float = 30.0, min_rate: float = 20_000.0, grace: float = 30.0) -> Path:
     """Make sure the cache holds the four verified MNIST files; returns the folder holding them.
@@ -129,7 +120,7 @@ def fetch(root: str | os.PathLike | None = None, mirror_list: list[str] | None =
     from filelock import FileLock
 
     target = mnist_cache(cache_dir(root))
-    _writable(target)
+    writable_dir(target, "cache_dir", what="the downloads")
     with FileLock(target / ".fetch.lock"):
         _remove_dead_staging(target)
         staging = Path(tempfile.mkdtemp(prefix=f".staging-pid{os.getpid()}-", dir=target))

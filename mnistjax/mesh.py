@@ -1,0 +1,44 @@
+"""Devices: the data-parallel mesh a Learner may carry (``Learner.mesh``), and how arrays go onto it.
+A batch is split over the mesh's "batch" axis; everything else is whole on every device, also
+across processes (``jax.distributed``), so XLA reduces the gradients and the params stay the same.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from mnistjax.errors import MnistjaxError
+
+
+def data_parallel(devices: int | None = None) -> Mesh:
+    """A one-axis ("batch") mesh over the first ``devices`` devices (all by default), for ``Learner.mesh``."""
+    available = jax.devices()
+    n = devices or len(available)
+    if not 1 <= n <= len(available):
+        cpu = "; on a CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N makes N" if available[0].platform == "cpu" else ""
+        raise MnistjaxError(f"{n}: this machine has {len(available)} {available[0].platform} device(s){cpu}", param="devices")
+    return Mesh(np.array(available[:n]), ("batch",))
+
+
+def replicate(tree, mesh: Mesh):
+    """Every leaf whole on every device of ``mesh``, also when the mesh spans several processes
+    (each process passes the same values, as ``jax.distributed`` programs do)."""
+    sharding = NamedSharding(mesh, PartitionSpec())
+
+    def put(x):
+        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(put(jax.random.key_data(x)))
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(put, tree)
+
+
+def split_batch(x: jax.Array, mesh: Mesh | None) -> jax.Array:
+    """Shard a batch's leading axis over the mesh (``fit`` checks that its devices divide the batch)."""
+    if mesh is None:
+        return x
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, PartitionSpec("batch")))
