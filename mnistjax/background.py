@@ -70,9 +70,13 @@ def start_loading(argv: list[str]):
 def use_compile_cache(args: argparse.Namespace) -> Path | None:
     """Point JAX's persistent compilation cache at a folder, so a second run skips XLA compiles.
     A folder that cannot be written is a one-line note, and the run compiles without it."""
-    if args.no_compile_cache or not args.compiles:
+    if not args.compiles:
         return None
     import jax
+
+    if args.no_compile_cache:  # none at all, not even one that $JAX_COMPILATION_CACHE_DIR names
+        jax.config.update("jax_enable_compilation_cache", False)
+        return None
 
     folder = Path(args.compile_cache or os.environ.get("MNISTJAX_COMPILE_CACHE")
                   or data.cache_dir(vars(args).get("cache_dir")) / "xla")

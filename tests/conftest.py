@@ -27,6 +27,9 @@ def _sandbox(tmp_path_factory):
     mp.setenv("MNISTJAX_CACHE", str(tmp_path_factory.mktemp("cache")))
     mp.setenv("MNISTJAX_MIRRORS", "http://127.0.0.1:9/")
     mp.setenv("MNISTJAX_COMPILE_CACHE", str(shared))
+    for name, value in (("JAX_COMPILATION_CACHE_DIR", shared), ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", 0),
+                        ("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", 0)):  # notebook kernels and scripts too
+        mp.setenv(name, str(value))
     import jax
 
     jax.config.update("jax_compilation_cache_dir", str(shared))
