@@ -226,7 +226,7 @@ def top_wrong(images, actual, predicted, confidence, names, k: int = 16) -> Figu
     worst = wrong[np.argsort(-np.asarray(confidence)[wrong], kind="stable")][:k]
     if not len(worst):
         return None
-    titles = [f"true {names[int(actual[i])]} / pred {names[int(predicted[i])]}\np={float(confidence[i]):.2f}" for i in worst]
+    titles = [f"true {names[int(actual[i])]}\npred {names[int(predicted[i])]}\np={float(confidence[i]):.2f}" for i in worst]
     return show_image(np.asarray(images)[worst], titles)
 
 
