@@ -32,7 +32,6 @@ def save(folder: str | os.PathLike, train_state, history: list, config: dict, da
     buf = io.BytesIO()
     np.savez(buf, meta=np.array(json.dumps(meta)), **{f"leaf{i}": np.asarray(x) for i, x in enumerate(leaves)})
     path = Path(folder) / FILENAME
-    remove_stale_temps(folder)
     atomic_write(path, buf.getvalue(), param="checkpoint_dir")
     return path
 

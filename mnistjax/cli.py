@@ -25,27 +25,22 @@ from mnistjax.parser import build_parser, flag, overrides
 from mnistjax.tables import printable
 
 
-def _settings(args: argparse.Namespace) -> dict:
-    return config.settings(vars(args).get("recipe"), vars(args).get("config"), overrides(args), args.trust_code)
+def run_config(args: argparse.Namespace) -> tuple[config.RunConfig, bool]:
+    """The command line's RunConfig (the recipe, then the config file, then the flags), and whether
+    any of them names the classes (see ``prepared_run``)."""
+    s = config.settings(vars(args).get("recipe"), vars(args).get("config"), overrides(args), args.trust_code)
+    return config.RunConfig(**s), "classes" in s
 
 
-def run_config(args: argparse.Namespace) -> config.RunConfig:
-    """The command line's RunConfig: the recipe, then the config file, then the flags."""
-    return config.RunConfig(**_settings(args))
-
-
-def prepared_run(args: argparse.Namespace):
-    """The command line's RunConfig and its data, prepared (``experiment.prepare``). Data that are not
-    MNIST train on all their classes unless a recipe, the config file or --classes names some: the
-    default 3,7 is MNIST's."""
+def prepared_run(args: argparse.Namespace, cfg: config.RunConfig, classes_given: bool):
+    """``cfg`` and its data, prepared (``experiment.prepare``). Data that are not MNIST train on all
+    their classes unless a recipe, the config file or --classes names some: the default 3,7 is MNIST's."""
     import dataclasses
 
     from mnistjax import experiment
 
-    s = _settings(args)
-    cfg = config.RunConfig(**s)
     ds = load_data(args, cfg.dataset, cfg.data_dir, cfg.class_names)
-    if "classes" not in s and not ds.is_mnist:
+    if not classes_given and not ds.is_mnist:
         cfg = dataclasses.replace(cfg, classes="all")
     return cfg, experiment.prepare(ds, cfg.classes)
 
@@ -143,7 +138,7 @@ def cmd_sgd(args):
 def cmd_train(args):
     from mnistjax import experiment, tables
 
-    cfg = run_config(args)
+    cfg, classes_given = run_config(args)
     if args.show_config:
         print_result(json.dumps(cfg.to_dict(), indent=1))
         return
@@ -158,7 +153,7 @@ def cmd_train(args):
     if args.save:
         files.output_file(args.save, "save")
     log = files.open_log(args.log) if args.log else None
-    cfg, p = prepared_run(args)
+    cfg, p = prepared_run(args, cfg, classes_given)
     try:
         report = experiment.train(cfg, p, resume=args.resume, log=log, progress=not args.json)
     except TrainingDiverged as e:
@@ -265,7 +260,7 @@ def cmd_interpret(args):
 def cmd_lr_find(args):
     from mnistjax import experiment, tables
 
-    cfg, p = prepared_run(args)
+    cfg, p = prepared_run(args, *run_config(args))
     report = experiment.lr_find(cfg, p, args.start_lr, args.end_lr, args.num_it)
     _save_figures(args.figures, lambda plots: {"lr_find": plots.lr_find_figure(report.summary)})
     emit(args, report.summary, tables.lr_find(report.summary))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from mnistjax.data.load import DATASETS
 from mnistjax.errors import MnistjaxError, check_arguments
+from mnistjax.files import refuse_irregular
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 MAX_CONFIG_BYTES = 1 << 20
@@ -174,8 +175,7 @@ def read(path: str | os.PathLike) -> dict:
     """A config file's settings: TOML (``.toml``) or JSON (anything else; a result's ``"config"``
     object, or a whole result with one)."""
     path = Path(path)
-    if path.exists() and not path.is_file():  # /dev/zero or a FIFO would be read without end
-        raise MnistjaxError(f"{path}: not a regular file; expected a TOML or JSON file of settings", param="config")
+    refuse_irregular(path, "a TOML or JSON file of settings", "config")
     if path.is_file() and path.stat().st_size > MAX_CONFIG_BYTES:
         raise MnistjaxError(f"{path}: {path.stat().st_size:,} bytes; expected a file of settings (at most "
                             f"{MAX_CONFIG_BYTES:,} bytes)", param="config")

@@ -24,7 +24,7 @@ from mnistjax.config import RunConfig
 from mnistjax.data import Data, data_from
 from mnistjax.errors import MnistjaxError, TrainingDiverged
 from mnistjax.mesh import data_parallel
-from mnistjax.training import FitResult, Learner, TrainState, fit, init, init_many, predict
+from mnistjax.training import FitResult, Learner, TrainState, begin, fit, init, init_many, predict
 
 # The book's validation accuracy on MNIST_SAMPLE (3 vs 7) by model; its deeper model is a fine-tuned resnet18.
 BOOK_TRAINING = {"linear": 0.9785, "simple_net": 0.9828, "cnn": 0.9971, "resnet": 0.9971}
@@ -124,7 +124,7 @@ def train(config: RunConfig, p: Prepared, *, resume: bool = False, log=None, pro
 
     with checkpoint.held(config.checkpoint_dir) if config.checkpoint_dir else nullcontext():
         if config.checkpoint_dir and resume:
-            template = start if start is not None else (init_many(lrn, key) if key.ndim else init(lrn, key))
+            template = begin(lrn, key, start)[0]
             start, history = checkpoint.load(config.checkpoint_dir, template, cfg, ident)
         r = fit(lrn, p.data, config.epochs, key, start=start, history=history, progress=progress, on_epoch=on_epoch)
     summary = {"config": cfg, "dataset": p.dataset, "classes": list(p.names), "n_train": int(p.data.x_train.shape[0]),

@@ -26,9 +26,11 @@ def atomic_write(path: str | os.PathLike, data: bytes, param: str | None = None)
     full disk or a file-size limit is a one-line MnistjaxError (naming ``param``), the old file intact.
 
     The temp file's name carries this process's id, so ``remove_stale_temps`` can tell a dead
-    writer's leftover from a live writer's file."""
+    writer's leftover (a killed earlier write of this or another file, removed here first) from a
+    live writer's file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.pid{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -42,12 +44,24 @@ def atomic_write(path: str | os.PathLike, data: bytes, param: str | None = None)
         raise
 
 
+def refuse_irregular(path: str | os.PathLike, expected: str, param: str | None = None) -> None:
+    """A one-line MnistjaxError when ``path`` exists but is no regular file: a FIFO or a device
+    (``/dev/zero``) would block or never end the read, a folder holds no data."""
+    if Path(path).exists() and not Path(path).is_file():
+        raise MnistjaxError(f"{path}: not a regular file; expected {expected}", param=param)
+
+
+def _not_replaceable(path: Path) -> bool:
+    """A link, or something there that is no regular file: never replaced by a file of ours."""
+    return path.is_symlink() or (path.exists() and not path.is_file())
+
+
 def output_file(path: str | os.PathLike, param: str) -> Path:
     """``path`` as a file mnistjax may write (a new name, or a regular file it replaces, in a writable
     folder), or a one-line error naming ``param``, checked before any work: a folder, a link, a
     device (/dev/null) or a FIFO is never replaced."""
     path = Path(path)
-    if path.is_symlink() or (path.exists() and not path.is_file()):
+    if _not_replaceable(path):
         what = "a link" if path.is_symlink() else "a folder" if path.is_dir() else "not a regular file (a device or a FIFO)"
         raise MnistjaxError(f"{path}: {what}; expected a new file name or a regular file to replace", param=param)
     writable_dir(path.parent, param)
@@ -60,8 +74,7 @@ def writable_dir(path: str | os.PathLike, param: str, suffix: str | None = None,
     ``param`` (and ``what`` would be written there): checked before any work starts, so no result is
     lost at the end. The one writable-folder probe of the package."""
     folder = Path(path)
-    odd = next((p for p in folder.rglob(f"*{suffix}") if p.is_symlink() or not p.is_file()), None) \
-        if suffix and folder.is_dir() else None
+    odd = next(filter(_not_replaceable, folder.rglob(f"*{suffix}")), None) if suffix and folder.is_dir() else None
     if odd is not None:
         raise MnistjaxError(f"{odd}: not a regular file; expected a folder whose {suffix} files can be replaced",
                             param=param)

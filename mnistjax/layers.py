@@ -117,7 +117,6 @@ def from_arch(arch: dict) -> Module:
     if not isinstance(positional, tuple):
         raise ValueError(f"{arch['layer']}: {star[0]}: expected a list")
     try:
-        inspect.signature(build).bind(*positional, **args)
         return build(*positional, **args)
     except (TypeError, ValueError, AttributeError) as e:  # arguments missing, unknown, or of the wrong kind
         raise ValueError(str(e) if str(e).startswith(arch["layer"]) else f"{arch['layer']}: {e}") from None

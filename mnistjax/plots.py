@@ -82,7 +82,8 @@ def confusion_figure(cm, class_names: Sequence[str], title: str = "confusion mat
     for (r, c), v in np.ndenumerate(cm):
         ax.text(c, r, str(v), ha="center", va="center", fontsize=8, color="white" if v > cm.max() / 2 else "black")
     names = [n if len(n) <= 12 else n[:11] + "…" for n in map(str, class_names)]  # long names abbreviated
-    ax.set_xticks(range(k), names, rotation=45 if max(map(len, names)) > 2 else 0, ha="right" if max(map(len, names)) > 2 else "center")
+    slanted = max(map(len, names)) > 2  # words, not digits: turned so that they do not overlap
+    ax.set_xticks(range(k), names, rotation=45 if slanted else 0, ha="right" if slanted else "center")
     ax.set_yticks(range(k), names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")

@@ -21,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from mnistjax.data.folders import as_seen
 from mnistjax.errors import MnistjaxError
+from mnistjax.files import refuse_irregular
 
 BOX, SIZE = 20, 28
 INK = 0.25  # a pixel is ink when it is this far from the background, as a fraction of the darkest-to-lightest range
@@ -31,8 +32,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     (``data.folders.as_seen``). Anything but a regular file holding a PNG or JPEG of at most
     Pillow's safe size (``Image.MAX_IMAGE_PIXELS``) is a one-line MnistjaxError naming it."""
     path = Path(path)
-    if path.exists() and not path.is_file():  # a FIFO would block the reader; a folder or a device is no picture
-        raise MnistjaxError(f"{path}: not a regular file; expected a PNG or JPEG")
+    refuse_irregular(path, "a PNG or JPEG")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # a picture too large to be one is refused

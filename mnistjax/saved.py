@@ -26,7 +26,7 @@ import numpy as np
 
 from mnistjax import layers, losses, models
 from mnistjax.errors import MnistjaxError, expect_floats
-from mnistjax.files import atomic_write, remove_stale_temps
+from mnistjax.files import atomic_write, refuse_irregular
 from mnistjax.layers import Module
 from mnistjax.losses import Task
 
@@ -111,7 +111,6 @@ def save_model(path: str | os.PathLike, spec: Spec, params: dict, model_state: d
     meta = {"format": FORMAT, "spec": spec._asdict(), "preprocessing": {"kind": kind, "ink": ink, "input": INPUT},
             **(info or {})}
     tensors = {name: np.asarray(x) for name, x in _named(params, model_state).items()}
-    remove_stale_temps(Path(path).parent)  # what a killed save left
     atomic_write(path, save(tensors, {"mnistjax": json.dumps(meta)}), param="save")
     return Path(path)
 
@@ -140,8 +139,7 @@ def _not_ours(path: Path, why: str) -> MnistjaxError:
 def _read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     from safetensors import safe_open
 
-    if path.exists() and not path.is_file():  # a FIFO or a device would block the reader, a folder is none
-        raise MnistjaxError(f"{path}: not a regular file; expected a model saved by mnistjax (train --save)", param="model")
+    refuse_irregular(path, "a model saved by mnistjax (train --save)", "model")
     try:
         with safe_open(str(path), framework="numpy") as f:
             meta = json.loads((f.metadata() or {})["mnistjax"])

@@ -244,7 +244,8 @@ def _check_data(data: Data, n_classes: int) -> None:
         if not jnp.issubdtype(y.dtype, jnp.integer) or y.shape != x.shape[:1]:
             raise MnistjaxError(f"{y.dtype} of shape {y.shape}; expected integer class indices, one per image "
                                 f"({x.shape[0]},)", param=f"data.y_{split}")
-        lo, hi = (int(v) for v in jax.device_get((y.min(), y.max())))
+        labels = np.asarray(jax.device_get(y))  # on the host: two eager reductions would compile, at every start
+        lo, hi = int(labels.min()), int(labels.max())
         if lo < 0 or hi >= n_classes:
             raise MnistjaxError(f"labels from {lo} to {hi}; expected class indices 0 to {n_classes - 1} for this "
                                 "task (positions in its classes: for 3 vs 7, 3 -> 0 and 7 -> 1)", param=f"data.y_{split}")
