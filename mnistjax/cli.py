@@ -32,6 +32,16 @@ def run_config(args: argparse.Namespace) -> tuple[config.RunConfig, bool]:
     return config.RunConfig(**s), "classes" in s
 
 
+def sweep_of(args: argparse.Namespace) -> dict[str, list]:
+    """{KEY: values} of the --sweep flags (--lrs is --sweep lr=)."""
+    pairs = list(vars(args).get("sweep", [])) + ([("lr", list(args.lrs))] if "lrs" in vars(args) else [])
+    keys = [k for k, _ in pairs]
+    repeated = [k for k in keys if keys.count(k) > 1]
+    if repeated:
+        raise MnistjaxError(f"{repeated[0]} is swept twice; expected each KEY once (--lrs is --sweep lr=)", param="sweep")
+    return dict(pairs)
+
+
 def prepared_run(args: argparse.Namespace, cfg: config.RunConfig, classes_given: bool):
     """``cfg`` and its data, prepared (``experiment.prepare``). Data that are not MNIST train on all
     their classes unless a recipe, the config file or --classes names some: the default 3,7 is MNIST's."""
@@ -142,25 +152,31 @@ def cmd_train(args):
     if args.show_config:
         print_result(json.dumps(cfg.to_dict(), indent=1))
         return
-    if args.figures and cfg.n_models > 1:
-        raise MnistjaxError("draws one model's figures; with several seeds or lrs, drop --figures", param="figures")
-    if args.save and cfg.n_models > 1:
-        raise MnistjaxError("saves one model; with several seeds or lrs, drop --save", param="save")
+    sweep = sweep_of(args)
+    if cfg.n_models > 1 or sweep:
+        for name, what in (("figures", "draws one model's figures"), ("save", "saves one model")):
+            if vars(args).get(name):
+                raise MnistjaxError(f"{what}; with several seeds or a sweep, drop --{name}", param=name)
     if args.resume and not cfg.checkpoint_dir:
         raise MnistjaxError("needs --checkpoint-dir (where the checkpoint is)", param="resume")
     if cfg.checkpoint_dir:
         files.writable_dir(cfg.checkpoint_dir, "checkpoint_dir")
     if args.save:
         files.output_file(args.save, "save")
-    log = files.open_log(args.log) if args.log else None
+    logs = [files.open_log(args.log, append=args.log_append, swept=tuple(sweep))] if args.log else []
+    if args.tensorboard:
+        from mnistjax.tblog import TensorBoardLog
+
+        logs.append(TensorBoardLog(args.tensorboard))
     cfg, p = prepared_run(args, cfg, classes_given)
     try:
-        report = experiment.train(cfg, p, resume=args.resume, log=log, progress=not args.json)
+        report = experiment.train(cfg, p, sweep, resume=args.resume, logs=logs, progress=not args.json)
     except TrainingDiverged as e:
         emit(args, e.result, tables.training(e.result))
         raise
     finally:
-        log is not None and log.close()
+        for log in logs:
+            log.close()
     _save_figures(args.figures, lambda plots: plots.training_figures(report))
     if args.save:
         from mnistjax import saved

@@ -42,6 +42,7 @@ class RunConfig:
     model: str = "simple_net"
     model_args: dict = field(default_factory=dict)
     loss: str | None = None              # default: mnist_loss for two classes, cross_entropy otherwise
+    loss_args: dict = field(default_factory=dict)
     # optimizer and learning rate
     opt: str = "sgd"
     opt_args: dict = field(default_factory=dict)
@@ -57,11 +58,10 @@ class RunConfig:
     ema: float = 0.0                     # validate and predict with a moving average of the params (its decay)
     shuffle: bool = True                 # False: the data's order every epoch, as the book
     drop_last: bool = False
-    # models: one per seed, or one per learning rate; several train together in one vmapped call
+    # one model per seed; several train together in one vmapped call
     seeds: tuple[int, ...] = (0,)
-    lrs: tuple[float, ...] = ()
     same_batches: bool = False           # several models: all see the first seed's batches
-    devices: int | str | None = None     # data parallel over this many devices, or "all"
+    devices: int | str | None = None     # this many devices, or "all": one model's batches split over them, or several models spread
     # checkpoints
     checkpoint_dir: str | None = None
     checkpoint_every: int = 1
@@ -71,7 +71,7 @@ class RunConfig:
 
     @property
     def n_models(self) -> int:
-        return max(len(self.seeds), len(self.lrs))
+        return len(self.seeds)
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (tuples as lists), which ``from_dict`` turns back into this config."""
@@ -123,8 +123,8 @@ def validate(c: RunConfig) -> None:
         _fail("class_names", c.class_names, "a comma list of names")
     if c.model not in models.MODELS and ":" not in c.model:
         _fail("model", c.model, f"one of {', '.join(models.MODELS)}, FILE.py:FUNCTION or package.module:FUNCTION")
-    if c.loss is not None and c.loss not in losses.LOSSES:
-        _fail("loss", c.loss, f"one of {', '.join(losses.LOSSES)}")
+    if c.loss is not None:
+        _check_args("loss", c.loss, c.loss_args, losses.LOSSES, ("n_classes",))
     _check_args("opt", c.opt, c.opt_args, optimizers.OPTIMIZERS, ("learning_rate",))
     _check_args("schedule", c.schedule, c.schedule_args, optimizers.SCHEDULES, ("lr", "steps"))
     for name in ("epochs", "batch_size", "checkpoint_every"):
@@ -138,30 +138,26 @@ def validate(c: RunConfig) -> None:
         _fail("zoom", c.zoom, "0 or more and under 1 (0.1: scale by 0.9 to 1.1)")
     if not 0 <= c.ema < 1:
         _fail("ema", c.ema, "a decay from 0 (off) to below 1, such as 0.999")
-    for name, rates in (("lr", (c.lr,)), ("lrs", c.lrs)):
-        if not all(math.isfinite(r) and r > 0 for r in rates):
-            _fail(name, rates if name == "lrs" else c.lr, "positive, finite learning rates")
+    if not math.isfinite(c.lr) or c.lr <= 0:
+        _fail("lr", c.lr, "a positive, finite learning rate")
     if not c.seeds or not all(0 <= s < 2**32 for s in c.seeds):
         _fail("seeds", c.seeds, "one or more seeds from 0 to 2**32 - 1")
-    if c.lrs and len(c.seeds) not in (1, len(c.lrs)):
-        _fail("seeds", c.seeds, f"one seed, or one per learning rate ({len(c.lrs)})")
-    if c.lrs and c.schedule != "constant":
-        _fail("lrs", c.lrs, "a sweep of constant learning rates (each model's rate is its own; drop schedule)")
+    if len(set(c.seeds)) != len(c.seeds):
+        _fail("seeds", c.seeds, "distinct seeds")
     if isinstance(c.devices, int) and c.devices < 1:
         _fail("devices", c.devices, "a positive number or 'all'")
-    if c.devices is not None and c.n_models > 1:
-        _fail("devices", c.devices, "one model (data parallel); several seeds or lrs train in one vmapped call instead")
 
 
 def _normalise(d: dict, source: str) -> dict:
     """Keys checked against RunConfig's fields; lists made tuples, a class list made "a,b"."""
+    if d.get("lrs") == []:  # a result of mnistjax before sweeps: lrs is --sweep lr=... now
+        d = {k: v for k, v in d.items() if k != "lrs"}
     unknown = [k for k in d if k not in FIELDS]
     if unknown:
         raise MnistjaxError(f"{source}: unknown setting {unknown[0]!r}; expected some of {', '.join(FIELDS)}")
     out = dict(d)
-    for k in ("seeds", "lrs"):
-        if isinstance(out.get(k), list):
-            out[k] = tuple(out[k])
+    if isinstance(out.get("seeds"), list):
+        out["seeds"] = tuple(out["seeds"])
     if isinstance(out.get("classes"), list):
         out["classes"] = ",".join(map(str, out["classes"]))
     return out

@@ -11,19 +11,19 @@ from __future__ import annotations
 import hashlib
 import statistics
 from contextlib import nullcontext
+from dataclasses import replace
 from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from mnistjax import augment, checkpoint, data, losses, lr_finder, metrics, models, optimizers
+from mnistjax import augment, checkpoint, data, losses, lr_finder, metrics, models, optimizers, sweeps, training
 from mnistjax.config import RunConfig
 from mnistjax.data import Data, data_from
 from mnistjax.errors import MnistjaxError, TrainingDiverged
-from mnistjax.mesh import data_parallel
+from mnistjax.mesh import data_parallel, spread_runs
 from mnistjax.training import FitResult, Learner, TrainState, begin, fit, init, init_many, predict
 
 # The book's validation accuracy on MNIST_SAMPLE (3 vs 7) by model; its deeper model is a fine-tuned resnet18.
@@ -63,62 +63,145 @@ def data_id(p: Prepared) -> str:
     return hashlib.sha256((p.sample.train.sha256() + p.sample.valid.sha256()).encode()).hexdigest()
 
 
-def learner(config: RunConfig, p: Prepared) -> Learner:
-    """The Learner a RunConfig describes, for these data (the schedule's length depends on their size)."""
-    task = losses.task(config.loss, len(p.names))
-    model = models.build(config.model, task.n_out, **config.model_args)
-    steps = optimizers.total_steps(int(p.data.x_train.shape[0]), config.batch_size, config.epochs, config.drop_last)
-    rate = optimizers.schedule(config.schedule, config.lr, steps, **config.schedule_args)
-    make = partial(optimizers.optimizer, config.opt, **config.opt_args)
-    # several rates: each model's rate lives in its optimizer state (see training.init_many)
-    optimizer = optax.inject_hyperparams(lambda learning_rate: make(learning_rate))(learning_rate=rate) if config.lrs \
-        else make(rate)
-    devices = None if config.devices is None else (len(jax.devices()) if config.devices == "all" else config.devices)
+def learner(config: RunConfig, p: Prepared, traced: tuple[str, ...] = (), n_models: int = 1) -> Learner:
+    """The Learner a RunConfig describes, for these data (the schedule's length depends on their size).
+    ``traced``: the sweep's keys (``sweeps``) whose values each model takes from its TrainState
+    (``Learner.vary``). ``n_models``: how many train together (``config.devices`` then spreads them)."""
+    lrn = _learner(config, p, {})
     side = min(p.data.x_train.shape[1:3])
     if config.augment >= side:  # a shift as large as the image leaves nothing of it
         raise MnistjaxError(f"{config.augment}: expected fewer pixels than the images' {side}", param="augment")
+    devices = None if config.devices is None else (len(jax.devices()) if config.devices == "all" else config.devices)
+    mesh = None if not devices else data_parallel(devices) if n_models == 1 else spread_runs(min(devices, n_models))
+    return lrn._replace(mesh=mesh, vary=partial(_learner, config, p) if traced else None)
+
+
+def _learner(config: RunConfig, p: Prepared, hyper: dict) -> Learner:
+    """The Learner of ``config`` with ``hyper``'s values ({KEY: array}, traced in a sweep's program) in
+    place of the config's own."""
+    def args(table: str) -> dict:
+        return {**getattr(config, sweeps.TABLES[table]),
+                **{k.partition(".")[2]: v for k, v in hyper.items() if k.startswith(table + ".")}}
+
+    task = losses.task(config.loss, len(p.names), **args("loss"))
+    model = models.build(config.model, task.n_out, **args("model"))
+    steps = optimizers.total_steps(int(p.data.x_train.shape[0]), config.batch_size, config.epochs, config.drop_last)
+    rate = optimizers.schedule(config.schedule, hyper.get("lr", config.lr), steps, **args("schedule"))
+    optimizer = optimizers.optimizer(config.opt, rate, **args("opt"))
     augments = [augment.random_shift(config.augment)] if config.augment else []
-    augments += [augment.random_affine(config.rotate, config.zoom)] if config.rotate or config.zoom else []
+    if config.rotate or config.zoom:
+        augments.append(augment.random_affine(hyper.get("rotate", config.rotate), hyper.get("zoom", config.zoom)))
     return Learner(model, task, optimizer, config.batch_size, config.shuffle, config.drop_last,
                    augment.compose(*augments) if len(augments) > 1 else augments[0] if augments else None,
-                   data_parallel(devices) if devices else None, config.ema, config.same_batches)
+                   None, hyper.get("ema", config.ema), config.same_batches)
 
 
 def run_keys(config: RunConfig) -> jax.Array:
-    """The key of each model: one per seed (the one seed repeated for a sweep of rates); a single
-    key for a single model."""
+    """The key of each model: one per seed; a single key for a single model."""
     if config.n_models == 1:
         return jax.random.key(config.seeds[0])
-    seeds = config.seeds * (config.n_models if len(config.seeds) == 1 else 1)
-    return jnp.stack([jax.random.key(s) for s in seeds])
+    return jnp.stack([jax.random.key(s) for s in config.seeds])
+
+
+def traceable(config: RunConfig, p: Prepared, keys: tuple[str, ...]) -> tuple[str, ...]:
+    """The sweep keys whose values the code that uses them takes as traced arrays (init and one
+    training step are traced, nothing is computed); the others split the sweep into programs (a
+    schedule that turns its argument into a step count, a plug-in model that branches on it)."""
+    x, y = p.data.x_train[:2], p.data.y_train[:2]
+
+    def step(h):
+        lrn = _learner(config, p, h)
+        ts = training._fresh(lrn.model, lrn.optimizer, config.ema > 0, jax.random.key(0))
+        return training.train_step(ts, x, y, lrn, jax.random.key(1))
+
+    ok = []
+    for key in keys:
+        try:
+            jax.eval_shape(step, {key: jax.ShapeDtypeStruct((), jnp.float32)})
+            ok.append(key)
+        except Exception:  # noqa: BLE001 -- whatever tracing raises, this key's values need programs of their own
+            pass
+    return tuple(ok)
 
 
 class Training(NamedTuple):
     summary: dict
-    fit: FitResult
+    fit: FitResult        # the first program's (the only one but for a sweep that changes shapes)
     prepared: Prepared
     learner: Learner
 
 
-def train(config: RunConfig, p: Prepared, *, resume: bool = False, log=None, progress: bool = True) -> Training:
-    """Train what ``config`` describes on ``p`` and report it: history, accuracy (per class for one
-    model; each model's and mean ± std for several), timings, the book's figure where it applies.
+class _Run(NamedTuple):
+    index: int            # its place in the result's runs
+    variant: sweeps.Variant
+    seed: int
 
-    ``resume``: continue from the checkpoint in ``config.checkpoint_dir``. ``log``: a ``RunLog``
-    (or None) that gets a record per epoch. Raises TrainingDiverged (its report in ``.result``) when
-    a training loss goes non-finite.
+
+def train(config: RunConfig, p: Prepared, sweep: dict[str, list] | None = None, *, resume: bool = False, logs=(),
+          progress: bool = True) -> Training:
+    """Train what ``config`` describes on ``p`` (with ``sweep``, {KEY: values}: every combination of
+    the values, each with every seed, see ``sweeps``) and report it: ``runs`` (each with its complete
+    config, seed, history, accuracy), ``variants`` (mean ± std over the seeds), ``programs`` (compiled
+    programs: one per group of runs of the same shapes), timings, the book's figure where it applies;
+    for a single run also its per-class accuracy at the top.
+
+    ``resume``: continue from the checkpoint in ``config.checkpoint_dir`` (one program only). ``logs``:
+    ``files.RunLog`` and ``tblog.TensorBoardLog``, each given a record per run and epoch. Raises TrainingDiverged (its report in
+    ``.result``) when a training loss goes non-finite.
     """
-    lrn = learner(config, p)
-    key = run_keys(config)
-    start, history = None, []
-    if config.lrs:
-        start = init_many(lrn, key, jnp.asarray(config.lrs * (config.n_models // len(config.lrs))))
-    cfg = config.to_dict()
+    sweep = dict(sweep or {})
+    variants = sweeps.expand(config, sweep)
+    for v in variants:  # each variant's learner can be built: its errors before any training
+        try:
+            _learner(v.config, p, {})
+        except MnistjaxError as e:
+            raise MnistjaxError(f"{', '.join(f'{k}={x}' for k, x in v.values.items())}: {e.message}", param="sweep") from None
+    traced = traceable(variants[0].config, p, sweeps.traced_keys(sweep)) if len(variants) > 1 else ()
+    plan = sweeps.groups(variants, traced)
+    if config.checkpoint_dir and len(plan) > 1:
+        raise MnistjaxError(f"holds one compiled program's runs; this sweep needs {len(plan)} (it changes "
+                            f"{', '.join(k for k in sweep if k not in traced)}); drop --checkpoint-dir or sweep those apart",
+                            param="checkpoint_dir")
+    runs = [_Run(i * len(config.seeds) + j, v, seed) for i, v in enumerate(variants) for j, seed in enumerate(config.seeds)]
+    by_group = [[r for r in runs if r.index // len(config.seeds) in group] for group in plan]
+    done = [_train_group(group, config, sweep, traced, p, resume, logs, progress) for group in by_group]
+    records = sorted((rec for recs, _ in done for rec in recs), key=lambda rec: rec["run"])
+    first, lrn = done[0][1]
+    summary = {"config": config.to_dict(), **({"sweep": sweep} if sweep else {}), "programs": len(plan),
+               "dataset": p.dataset, "classes": list(p.names), "n_train": int(p.data.x_train.shape[0]),
+               "n_valid": int(p.data.x_valid.shape[0]), "runs": records, "variants": _variants(records, variants),
+               "compile_seconds": round(sum(f.compile_seconds for _, (f, _) in done), 3),
+               "train_seconds": round(sum(f.train_seconds for _, (f, _) in done), 3),
+               "book": BOOK_TRAINING.get(config.model) if p.book and not sweep else None}
+    if len(records) == 1:
+        summary.update(_one_model(first, lrn, p))
+    elif len(variants) == 1:
+        summary.update(_spread(records))
+    report = Training(summary, first, p, lrn)
+    if any(rec["diverged_at"] is not None for rec in records):
+        raise _diverged(report, config)
+    return report
+
+
+def _train_group(group: list[_Run], config: RunConfig, sweep: dict, traced: tuple[str, ...], p: Prepared,
+                 resume: bool, logs, progress: bool):
+    """One compiled program: the group's runs in one vmapped call (a single run alone). Returns (a
+    record per run, (FitResult, Learner))."""
+    rep = group[0].variant.config
+    many = len(group) > 1 or len(config.seeds) > 1 or bool(sweep)
+    lrn = learner(rep, p, traced, len(group) if many else 1)
+    pad = -len(group) % (lrn.mesh.size if lrn.mesh is not None and many else 1)  # equal shares for the devices
+    padded = group + [group[-1]] * pad
+    key = jnp.stack([jax.random.key(r.seed) for r in padded]) if many else jax.random.key(group[0].seed)
+    hyper = {k: [sweeps.value(r.variant.config, k) for r in padded] for k in traced}
+    start = init_many(lrn, key, hyper) if hyper else None
+    cfg = {**rep.to_dict(), **({"sweep": sweep} if sweep else {})}
     ident = data_id(p) if config.checkpoint_dir else None
+    history = []
 
     def on_epoch(epoch: int, ts: TrainState, history: list) -> None:
-        if log is not None:
-            log.write(history[-1])
+        for log in logs:
+            log.write([_run_id(r) for r in group], history[-1])
         if config.checkpoint_dir and (epoch % config.checkpoint_every == 0 or epoch == config.epochs):
             checkpoint.save(config.checkpoint_dir, ts, history, cfg, ident)
 
@@ -126,17 +209,34 @@ def train(config: RunConfig, p: Prepared, *, resume: bool = False, log=None, pro
         if config.checkpoint_dir and resume:
             template = begin(lrn, key, start)[0]
             start, history = checkpoint.load(config.checkpoint_dir, template, cfg, ident)
-        r = fit(lrn, p.data, config.epochs, key, start=start, history=history, progress=progress, on_epoch=on_epoch)
-    summary = {"config": cfg, "dataset": p.dataset, "classes": list(p.names), "n_train": int(p.data.x_train.shape[0]),
-               "n_valid": int(p.data.x_valid.shape[0]),
-               **(_one_model(r, lrn, p) if key.ndim == 0 else _many_models(r, config)),
-               "compile_seconds": round(r.compile_seconds, 3), "train_seconds": round(r.train_seconds, 3),
-               "book": BOOK_TRAINING.get(config.model) if p.book else None}
-    report = Training(summary, r, p, lrn)
-    failed = [r.diverged_at] if key.ndim == 0 else [d for d in r.diverged_at if d is not None]
-    if any(d is not None for d in failed):
-        raise _diverged(report, config)
-    return report
+        r = fit(lrn, p.data, rep.epochs, key, start=start, history=history, progress=progress, on_epoch=on_epoch)
+    diverged = r.diverged_at if many else [r.diverged_at]
+    records = []
+    for i, run in enumerate(group):
+        history = [{k: v if k == "epoch" or not many else v[i] for k, v in row.items()} for row in r.history]
+        alone = replace(run.variant.config, seeds=(run.seed,), devices=None, checkpoint_dir=None)
+        records.append({"run": run.index, "seed": run.seed, "values": run.variant.values, "config": alone.to_dict(),
+                        "valid_accuracy": history[-1]["valid_accuracy"] if history else None,
+                        "diverged_at": diverged[i], "history": history})
+    return records, (r, lrn)
+
+
+def _run_id(run: _Run) -> dict:
+    """The columns that name a run in a log: its index, seed and swept values."""
+    return {"run": run.index, "seed": run.seed, **run.variant.values}
+
+
+def _spread(records: list[dict]) -> dict:
+    """Mean and population std of the runs' final accuracies (the diverged left out), and how many."""
+    accs = [r["valid_accuracy"] for r in records if r["valid_accuracy"] is not None and np.isfinite(r["valid_accuracy"])
+            and r["diverged_at"] is None]
+    return {"valid_accuracy_mean": statistics.mean(accs) if accs else None,
+            "valid_accuracy_std": statistics.pstdev(accs) if accs else None, "n": len(accs)}
+
+
+def _variants(records: list[dict], variants: list) -> list[dict]:
+    n = len(records) // len(variants)
+    return [{"values": v.values, **_spread(records[i * n:(i + 1) * n])} for i, v in enumerate(variants)]
 
 
 def _one_model(r: FitResult, lrn: Learner, p: Prepared) -> dict:
@@ -153,19 +253,6 @@ def _per_class(logits, labels, predict, n_classes: int):
     return metrics.per_class_accuracy(predict(logits), labels, n_classes)
 
 
-def _many_models(r: FitResult, config: RunConfig) -> dict:
-    k = config.n_models
-    seeds = config.seeds * (k if len(config.seeds) == 1 else 1)
-    rates = config.lrs * (k // len(config.lrs)) if config.lrs else (config.lr,) * k
-    runs = [{"seed": seed, "lr": rate, "valid_accuracy": r.history[-1]["valid_accuracy"][i] if r.history else None,
-             "diverged_at": r.diverged_at[i],
-             "history": [{name: v if name == "epoch" else v[i] for name, v in row.items()} for row in r.history]}
-            for i, (seed, rate) in enumerate(zip(seeds, rates))]
-    accs = [run["valid_accuracy"] for run in runs if run["valid_accuracy"] is not None and np.isfinite(run["valid_accuracy"])]
-    return {"runs": runs, "valid_accuracy_mean": statistics.mean(accs) if accs else None,
-            "valid_accuracy_std": statistics.pstdev(accs) if accs else None}
-
-
 def _finite_from_the_start(report: Training, config: RunConfig) -> bool:
     """Whether the initial model's logits on the first training images are finite (asked only after a
     run diverged in its first epoch: the model may be at fault, not the rate)."""
@@ -174,11 +261,15 @@ def _finite_from_the_start(report: Training, config: RunConfig) -> bool:
     return bool(jnp.isfinite(predict(start.params, start.model_state, x, report.learner.model)).all())
 
 
+def _named(run: dict) -> str:
+    return ", ".join([f"{k}={v}" for k, v in run["values"].items()] + [f"seed {run['seed']}"])
+
+
 def _diverged(report: Training, config: RunConfig) -> TrainingDiverged:
     s = report.summary
-    if "runs" in s:
-        bad = [f"seed {run['seed']} lr {run['lr']:g} at epoch {run['diverged_at']}" for run in s["runs"] if run["diverged_at"]]
-        err = TrainingDiverged(f"{len(bad)} of {len(s['runs'])} runs diverged (loss not finite): {', '.join(bad)}; "
+    if len(s["runs"]) > 1:
+        bad = [f"{_named(run)} at epoch {run['diverged_at']}" for run in s["runs"] if run["diverged_at"]]
+        err = TrainingDiverged(f"{len(bad)} of {len(s['runs'])} runs diverged (loss not finite): {'; '.join(bad)}; "
                                "try smaller learning rates")
     elif s["diverged_at"] == 1 and not _finite_from_the_start(report, config):
         err = TrainingDiverged("the model's outputs are not finite from the start, before any training step (NaN or "
@@ -202,8 +293,6 @@ def lr_find(config: RunConfig, p: Prepared, start_lr: float = 1e-7, end_lr: floa
     """The range test for what ``config`` describes (its optimizer and arguments; the rate is the
     test's), one run per seed in one vmapped call. The summary: lrs, losses (the mean over the runs),
     each run's losses with several seeds, and the suggestions."""
-    if config.lrs:
-        raise MnistjaxError("lr-find tries the rates itself; expected no lrs", param="lrs")
     if not 0 < start_lr < end_lr:
         raise MnistjaxError(f"{start_lr} to {end_lr}: expected 0 < start < end", param="start_lr")
     r = lr_finder.lr_find(learner(config, p), p.data, run_keys(config),

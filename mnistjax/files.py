@@ -90,13 +90,18 @@ def writable_dir(path: str | os.PathLike, param: str, suffix: str | None = None,
     return folder
 
 
-def open_log(path: str | os.PathLike, param: str = "log") -> "EpochLog":
-    """An ``EpochLog`` at ``path``, or a one-line error naming ``param`` when it cannot be written."""
+def open_log(path: str | os.PathLike, param: str = "log", append: bool = False, swept: tuple[str, ...] = ()) -> "RunLog":
+    """A ``RunLog`` at ``path`` for runs of a sweep of ``swept`` keys, or a one-line error naming
+    ``param`` when it cannot be written, holds records already and ``append`` is not set, or is a CSV
+    of other columns."""
     if Path(path).suffix not in (".jsonl", ".csv"):
         raise MnistjaxError(f"{path}: expected a .jsonl or .csv file name", param=param)
     output_file(path, param)
+    if not append and Path(path).is_file() and Path(path).stat().st_size:
+        raise MnistjaxError(f"{path}: holds records of an earlier run; expected a new file (or --log-append, "
+                            "log_append=True, to add to it)", param=param)
     try:
-        return EpochLog(path)
+        return RunLog(path, swept)
     except OSError as e:
         raise MnistjaxError(f"{path}: cannot write ({e.strerror or e}); expected a file in a writable folder", param=param) from None
 
@@ -138,19 +143,30 @@ def strict_json(obj) -> str:
     return json.dumps(_finite(obj), allow_nan=False)
 
 
-class EpochLog:
-    """A training log that grows by one record per epoch, written and synced as it goes, so a killed
-    run keeps every epoch it finished: JSON lines (``.jsonl``) or CSV (``.csv``, without the per-step
-    losses). Appends to an existing file; a record is a whole line or none."""
+def _csv_line(values: list) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow(["" if v is None else v for v in values])
+    return buf.getvalue()
 
-    COLUMNS = ("epoch", "train_loss", "valid_loss", "valid_accuracy")
 
-    def __init__(self, path: str | os.PathLike):
+class RunLog:
+    """A training log in long form, for tables and plots of other tools: a record per run and epoch
+    (``run``, ``seed``, each swept setting, ``epoch``, ``train_loss``, ``valid_loss``,
+    ``valid_accuracy``), and in JSON lines (``.jsonl``) also a record per step (``step`` and its
+    ``train_loss``), numbers as numbers. Written and synced as it goes, so a killed run keeps every
+    epoch it finished; a record is a whole line or none. A CSV that is added to must have the same columns."""
+
+    METRICS = ("train_loss", "valid_loss", "valid_accuracy")
+
+    def __init__(self, path: str | os.PathLike, swept: tuple[str, ...] = ()):
         self.path = Path(path)
         self.csv = self.path.suffix == ".csv"
+        self.columns = ["run", "seed", *swept, "epoch", *self.METRICS]
+        if self.csv and self.path.is_file():
+            self._same_columns()
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         if self.csv and os.fstat(self.fd).st_size == 0:
-            self._line(",".join(self.COLUMNS))
+            self._line(_csv_line(self.columns))
 
     def _line(self, text: str) -> None:
         """Append one line; a write that fails (a full disk) is cut back off and is a one-line error."""
@@ -164,13 +180,29 @@ class EpochLog:
             os.ftruncate(self.fd, end)
             raise _cannot_write(self.path, e, "log") from None
 
-    def write(self, row: dict) -> None:
-        if self.csv:
-            buf = io.StringIO()
-            csv.writer(buf, lineterminator="").writerow([strict_json(row.get(c)) for c in self.COLUMNS])
-            self._line(buf.getvalue())
-        else:
-            self._line(strict_json(row))
+    def _same_columns(self) -> None:
+        """A CSV added to must have this run's columns."""
+        with open(self.path, newline="") as f:
+            first = next(csv.reader(f), None)
+        if first is not None and first != self.columns:
+            raise MnistjaxError(f"{self.path}: its columns {','.join(first)} are not this run's {','.join(self.columns)}; "
+                                "expected a log of the same kind of run, or a new file", param="log")
+
+    def write(self, runs: list[dict], row: dict) -> None:
+        """One epoch of ``runs`` (each a dict of the columns that name it: run, seed, swept values):
+        ``row`` is a history row, its numbers one per run (lists) or the one run's (scalars)."""
+        many = isinstance(row["train_loss"], list)
+        lines = []
+        for i, run in enumerate(runs):
+            pick = (lambda v: v[i]) if many else (lambda v: v)  # noqa: E731
+            record = {**run, "epoch": row["epoch"], **{k: pick(row[k]) for k in self.METRICS}}
+            if self.csv:
+                lines.append(_csv_line([_finite(record[k]) for k in self.columns]))
+                continue
+            lines += [strict_json({**run, "epoch": row["epoch"], "step": step, "train_loss": loss})
+                      for step, loss in enumerate(pick(row["step_losses"]))]
+            lines.append(strict_json(record))
+        self._line("\n".join(lines))  # the epoch's records in one write and one sync
 
     def close(self) -> None:
         os.close(self.fd)

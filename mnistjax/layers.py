@@ -293,12 +293,13 @@ def global_avg_pool() -> Module:
 def dropout(rate: float) -> Module:
     """``nn.Dropout``: in training, zero each value with probability ``rate`` and scale the rest by
     1/(1 − rate); in evaluation, the identity. Needs a key in training. ``rate``: 0 or more, under 1."""
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+    traced = isinstance(rate, jax.Array)  # a sweep's rate, one per model of one compiled program
+    if not traced and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1):
         raise ValueError(f"dropout rate {rate!r}: expected a number, 0 or more and under 1")
-    rate = float(rate)  # an int 0 from a config stays a float rate
+    rate = rate if traced else float(rate)  # an int 0 from a config stays a float rate
 
     def apply(p, s, x, key, train):
-        if not train or rate == 0:
+        if not train or (not traced and rate == 0):
             return x, s
         if key is None:
             raise ValueError("dropout: training needs a PRNG key (apply(..., key=..., train=True))")

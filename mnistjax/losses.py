@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mnistjax.errors import MnistjaxError
+from mnistjax.errors import MnistjaxError, check_arguments
 
 
 def mnist_loss(predictions: jax.Array, targets: jax.Array) -> jax.Array:
@@ -27,10 +27,14 @@ def mnist_loss(predictions: jax.Array, targets: jax.Array) -> jax.Array:
     return jnp.where(targets == 1, 1 - predictions, predictions)
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Softmax cross-entropy (optax's) per example. (B, K) float, (B,) int -> (B,)."""
+def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float | jax.Array = 0.0) -> jax.Array:
+    """Softmax cross-entropy (optax's) per example. (B, K) float, (B,) int -> (B,). ``label_smoothing``
+    α: the target puts 1 − α on the label and α/K on every class (a traced α always takes this path)."""
     chex.assert_rank([logits, labels], [2, 1])
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    if isinstance(label_smoothing, (int, float)) and label_smoothing == 0:
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+    return optax.softmax_cross_entropy(logits, targets)
 
 
 class Task(NamedTuple):
@@ -58,14 +62,21 @@ binary = Task(lambda logits, y: mnist_loss(logits[:, 0], (y == 0).astype(jnp.int
               _binary_probabilities, 1)
 
 
-def multiclass(n_classes: int) -> Task:
-    """Any number of classes, one logit each, softmax cross-entropy."""
-    return Task(cross_entropy, lambda logits: jnp.argmax(logits, -1).astype(jnp.int32),
-                lambda logits: jax.nn.softmax(logits, -1), n_classes)
+def two_classes(n_classes: int) -> Task:
+    """The book's ``binary`` task (``n_classes`` must be 2)."""
+    return binary
 
 
-# name -> Task for that many classes
-LOSSES: dict[str, Callable[[int], Task]] = {"mnist_loss": lambda n: binary, "cross_entropy": multiclass}
+def multiclass(n_classes: int, label_smoothing: float = 0.0) -> Task:
+    """Any number of classes, one logit each, softmax cross-entropy (with ``label_smoothing``, 0 to under 1)."""
+    if isinstance(label_smoothing, bool) or (isinstance(label_smoothing, (int, float)) and not 0 <= label_smoothing < 1):
+        raise MnistjaxError(f"label_smoothing={label_smoothing!r}: expected a fraction, 0 or more and under 1", param="loss_args")
+    return Task(lambda logits, y: cross_entropy(logits, y, label_smoothing),
+                lambda logits: jnp.argmax(logits, -1).astype(jnp.int32), lambda logits: jax.nn.softmax(logits, -1), n_classes)
+
+
+# name -> (n_classes, **args) -> Task
+LOSSES: dict[str, Callable[..., Task]] = {"mnist_loss": two_classes, "cross_entropy": multiclass}
 
 
 def default_loss(n_classes: int) -> str:
@@ -73,11 +84,13 @@ def default_loss(n_classes: int) -> str:
     return "mnist_loss" if n_classes == 2 else "cross_entropy"
 
 
-def task(loss: str | None, n_classes: int) -> Task:
-    """The Task of loss ``loss`` (None: ``default_loss``) for ``n_classes`` classes."""
+def task(loss: str | None, n_classes: int, **args) -> Task:
+    """The Task of loss ``loss`` (None: ``default_loss``) for ``n_classes`` classes, with its ``args``
+    (``label_smoothing=0.1`` for cross_entropy)."""
     loss = loss or default_loss(n_classes)
     if loss not in LOSSES:
         raise MnistjaxError(f"{loss!r}: expected one of {', '.join(LOSSES)}", param="loss")
     if loss == "mnist_loss" and n_classes != 2:
         raise MnistjaxError(f"mnist_loss needs exactly two classes, got {n_classes}; use cross_entropy", param="loss")
-    return LOSSES[loss](n_classes)
+    check_arguments(LOSSES[loss], args, loss, "loss_args", ("n_classes",))
+    return LOSSES[loss](n_classes, **args)

@@ -10,6 +10,7 @@ import inspect
 from functools import partial
 from typing import Callable
 
+import jax
 import optax
 
 from mnistjax.errors import MnistjaxError, check_arguments
@@ -90,7 +91,7 @@ def _call(registry: dict, kind: str, name: str, fixed: tuple[str, ...], args: di
     for k, v in args.items():  # a value of the default's kind: b1=x fails here, not inside a compiled step
         default = inspect.signature(fn).parameters[k].default
         want = bool if isinstance(default, bool) else (int, float) if isinstance(default, (int, float)) else None
-        if want and (not isinstance(v, want) or (want is not bool and isinstance(v, bool))):
+        if want and not isinstance(v, jax.Array) and (not isinstance(v, want) or (want is not bool and isinstance(v, bool))):
             raise MnistjaxError(f"{name} argument {k}={v!r}: expected {'true or false' if want is bool else 'a number'} "
                                 f"(its default: {default!r})", param=f"{kind}_args")
     try:

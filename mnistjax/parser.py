@@ -89,6 +89,15 @@ def _key_values(text: str) -> dict:
     return {k: _literal(v) for k, v in (p.split("=", 1) for p in items)}
 
 
+def _sweep(text: str) -> tuple[str, list]:
+    from mnistjax import sweeps
+
+    try:
+        return sweeps.parse(text)
+    except MnistjaxError as e:
+        raise argparse.ArgumentTypeError(e.message) from None
+
+
 def _numbers(kind):
     """An argparse type for a comma list of numbers."""
     def parse(text: str):
@@ -160,11 +169,11 @@ def _loop_options(t) -> None:
     t.add_argument("--seed", type=int, default=S, help="PRNG seed for init, batches and dropout (default 0)")
     t.add_argument("--seeds", type=_numbers(int), metavar="S,S,...", default=S,
                    help="train one model per seed, all in one vmapped call")
-    t.add_argument("--lrs", type=_numbers(float), metavar="X,X,...", default=S,
-                   help="train one model per learning rate, in one vmapped call")
     t.add_argument("--same-batches", action=argparse.BooleanOptionalAction, default=S,
                    help="with several models: all see the same batches in the same order (faster)")
-    t.add_argument("--devices", metavar="N|all", default=S, help="data parallel: split each batch over N devices (or all)")
+    t.add_argument("--devices", metavar="N|all", default=S,
+                   help="one model: split each batch over N devices (or all); several (seeds, a sweep): spread the "
+                        "models over them, each device training its share (fewer models than devices: one device each)")
 
 
 def overrides(args: argparse.Namespace) -> dict:
@@ -223,10 +232,22 @@ def _training_commands(sub, common) -> None:
     p = _add(sub, common, "train", "train a classifier with SGD, one compiled call per epoch (a recipe, a config file, "
              "flags)")
     _run_options(p)
+    sw = p.add_argument_group("sweeps")
+    sw.add_argument("--sweep", metavar="KEY=V1,V2,...", action="append", type=_sweep, default=S,
+                    help="train every value of a setting, repeatable: every combination, each with every seed. KEY: a "
+                         "setting (lr, ema, rotate, zoom, augment, batch_size, epochs, model, ...) or an argument "
+                         "(opt.weight_decay, opt.b1, schedule.pct_start, model.hidden, model.drop, "
+                         "loss.label_smoothing). Numbers of lr, ema, rotate, zoom, opt.*, schedule.*, loss.* and "
+                         "model.drop train together in one compiled program; other settings make a program per value")
+    sw.add_argument("--lrs", type=_numbers(float), metavar="X,X,...", default=S, help="the same as --sweep lr=X,X,...")
     out = p.add_argument_group("outputs")
     out.add_argument("--figures", metavar="DIR", help="write loss/accuracy curves, confusion matrix, top_wrong.png")
-    out.add_argument("--log", metavar="FILE", help="append one record per epoch as the run goes (.jsonl, or .csv; "
-                     "a folder, a link or a device such as /dev/null is refused before training)")
+    out.add_argument("--log", metavar="FILE", help="a record per run and epoch as the runs go, in long form: .csv "
+                     "(columns run, seed, each swept setting, epoch, losses, accuracy) or .jsonl (also a record per "
+                     "step); an existing file is refused unless --log-append, a folder, link or device before training")
+    out.add_argument("--log-append", action="store_true", help="add to an existing --log file (a CSV's columns must match)")
+    out.add_argument("--tensorboard", metavar="DIR", help="TensorBoard records: a folder per run (its swept values "
+                     "and seed) with losses per step and epoch and its hyperparameters (needs mnistjax[tensorboard])")
     out.add_argument("--save", metavar="FILE", help="save the trained model here (safetensors; mnistjax predict reads it); "
                      "an existing file is replaced whole, a folder, a link or a device is refused before training")
     out.add_argument("--show-config", action="store_true", help="print the run's settings as JSON (for --config) and stop")

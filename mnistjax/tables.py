@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 
 def _num(v, width: int = 8, digits: int = 4) -> str:
     return f"{v:{width}.{digits}f}" if v is not None else f"{'—':>{width}}"
@@ -76,15 +78,13 @@ def _run_line(r: dict) -> str:
 
 
 def training(r: dict) -> str:
-    """A training report: one model's epochs, or several models' accuracies with mean ± std."""
-    if "runs" in r:
-        lines = [_run_line(r) + f": {len(r['runs'])} models trained together in one vmapped call",
-                 f"{'seed':>6} {'lr':>10} {'accuracy':>9}"]
-        lines += [f"{run['seed']:>6} {run['lr']:>10g} {_num(run['valid_accuracy'], 9)}"
-                  + (f"  diverged at epoch {run['diverged_at']}" if run["diverged_at"] else "") for run in r["runs"]]
-        if r["valid_accuracy_mean"] is not None:
-            lines.append(f"mean {r['valid_accuracy_mean']:.4f} ± {r['valid_accuracy_std']:.4f}; "
-                         f"compile {r['compile_seconds']:.2f} s, train {r['train_seconds']:.2f} s")
+    """A training report: one model's epochs; several seeds' accuracies with mean ± std; or a sweep's
+    variants, best first."""
+    if len(r["runs"]) > 1:
+        programs = f"{r['programs']} compiled program{'s' if r['programs'] > 1 else ''}"
+        lines = [_run_line(r) + f": {len(r['runs'])} models trained in {programs}"]
+        lines += _variants(r) if "sweep" in r else _seeds(r)
+        lines.append(f"compile {r['compile_seconds']:.2f} s, train {r['train_seconds']:.2f} s")
         return "\n".join(lines)
     lines = [_run_line(r) + f", seed {r['config']['seeds'][0]}",
              f"{'epoch':>6} {'train loss':>11} {'valid loss':>11} {'accuracy':>9}"]
@@ -95,6 +95,35 @@ def training(r: dict) -> str:
         lines.append(f"valid accuracy {r['valid_accuracy']:.4f}{book}; compile {r['compile_seconds']:.2f} s, "
                      f"train {r['train_seconds']:.2f} s")
     return "\n".join(lines)
+
+
+def _seeds(r: dict) -> list[str]:
+    lines = [f"{'seed':>6} {'accuracy':>9}"]
+    lines += [f"{run['seed']:>6} {_num(run['valid_accuracy'], 9)}"
+              + (f"  diverged at epoch {run['diverged_at']}" if run["diverged_at"] else "") for run in r["runs"]]
+    if r["valid_accuracy_mean"] is not None:
+        lines.append(f"mean {r['valid_accuracy_mean']:.4f} ± {r['valid_accuracy_std']:.4f}")
+    return lines
+
+
+def _variants(r: dict) -> list[str]:
+    """A row per variant, best mean first (marked *), and whether it is ahead by more than the seeds' spread."""
+    keys = list(r["sweep"])
+    shown = [[printable(json.dumps(v["values"][k])) for k in keys] for v in r["variants"]]
+    widths = [max(len(k), *(len(row[i]) for row in shown)) for i, k in enumerate(keys)]
+    order = sorted(range(len(shown)), key=lambda i: -(r["variants"][i]["valid_accuracy_mean"] or -1))
+    lines = ["  " + " ".join(f"{k:>{w}}" for k, w in zip(keys, widths)) + f" {'accuracy (mean ± std)':>22} {'n':>3}"]
+    for rank, i in enumerate(order):
+        v = r["variants"][i]
+        acc = "diverged" if v["valid_accuracy_mean"] is None else f"{v['valid_accuracy_mean']:.4f} ± {v['valid_accuracy_std']:.4f}"
+        lines.append(("* " if rank == 0 else "  ") + " ".join(f"{x:>{w}}" for x, w in zip(shown[i], widths))
+                     + f" {acc:>22} {v['n']:>3}")
+    best, second = (r["variants"][i] for i in (order + order)[:2])
+    if len(order) > 1 and min(best["n"], second["n"]) > 1 and second["valid_accuracy_mean"] is not None:
+        gap, spread = best["valid_accuracy_mean"] - second["valid_accuracy_mean"], max(best["valid_accuracy_std"], second["valid_accuracy_std"])
+        lines.append(f"best ahead of the runner-up by {gap:.4f}: {'more' if gap > spread else 'no more'} than the "
+                     f"seeds' spread ({spread:.4f}, the larger std of the two)")
+    return lines
 
 
 def chapter(r: dict) -> str:

@@ -26,7 +26,7 @@ from mnistjax.augment import Augment
 from mnistjax.data.dataset import Data
 from mnistjax.errors import MnistjaxError, expect_floats
 from mnistjax.layers import Module
-from mnistjax.mesh import replicate, split_batch
+from mnistjax.mesh import replicate, shard_runs, split_batch
 from mnistjax.losses import Task
 
 
@@ -45,6 +45,9 @@ class Learner(NamedTuple):
     used for validation and prediction (Polyak averaging; see ``Average``).
     same_batches: with K models (K keys), all see the first key's batches (only init and dropout
     differ; the first layer of all K is one matmul).
+    vary: None, or (for a sweep) ``hyper -> Learner``, this learner with the values ``hyper`` (a dict
+    of scalar arrays, ``TrainState.hyper``) in place of its numbers (rates, decays, magnitudes): K
+    models with K values of each train in one compiled program (``init_many(learner, keys, hyper)``).
     """
 
     model: Module
@@ -57,6 +60,7 @@ class Learner(NamedTuple):
     mesh: Mesh | None = None
     ema: float = 0.0
     same_batches: bool = False
+    vary: Callable[[dict], "Learner"] | None = None
 
 
 class Average(NamedTuple):
@@ -81,6 +85,7 @@ class TrainState(NamedTuple):
     model_state: chex.ArrayTree  # batch-norm statistics; {} for most models
     opt_state: optax.OptState
     average: Average | None = None  # the moving average of the params (Learner.ema), or None
+    hyper: dict = {}  # a sweep's values of this model ({KEY: float32 ()}, see Learner.vary); {} otherwise
 
     @property
     def eval_params(self) -> chex.ArrayTree:
@@ -107,7 +112,7 @@ def train_step(ts: TrainState, xb, yb, learner: Learner, key=None, weights=None)
     updates, opt_state = learner.optimizer.update(grads, ts.opt_state, ts.params)
     params = optax.apply_updates(ts.params, updates)
     average = None if ts.average is None else averaged(ts.average, params, learner.ema)
-    return TrainState(params, model_state, opt_state, average), loss
+    return ts._replace(params=params, model_state=model_state, opt_state=opt_state, average=average), loss
 
 
 def batch_indices(key: jax.Array, n: int, batch_size: int, drop_last: bool = False,
@@ -188,10 +193,11 @@ def _compiled_epoch(learner: Learner, n_models: int | None):
     logits); vmapped over a leading model axis when ``n_models`` (one data key with ``same_batches``).
     Kept per learner, so fitting the same learner again (another seed, more epochs) reuses it."""
     def epoch_fn(ts, data_key, model_key, epoch, data):
+        lrn = learner.vary(ts.hyper) if ts.hyper else learner
         ts, step_losses, train_loss = train_epoch(ts, jax.random.fold_in(data_key, epoch),
-                                                  jax.random.fold_in(model_key, epoch), learner, data)
-        logits = predict(ts.eval_params, ts.model_state, data.x_valid, learner.model)
-        return ts, {"train_loss": train_loss, "step_losses": step_losses, **scores(logits, data.y_valid, learner.task)}, logits
+                                                  jax.random.fold_in(model_key, epoch), lrn, data)
+        logits = predict(ts.eval_params, ts.model_state, data.x_valid, lrn.model)
+        return ts, {"train_loss": train_loss, "step_losses": step_losses, **scores(logits, data.y_valid, lrn.task)}, logits
 
     if n_models:
         epoch_fn = jax.vmap(epoch_fn, in_axes=(0, None if learner.same_batches else 0, 0, None, None))
@@ -296,10 +302,19 @@ def _ready(learner: Learner, data: Data, key: jax.Array, start: TrainState | Non
             pending = pool.submit(compiled, *jax.eval_shape(partial(begin, learner, start=start), key), done, data)
             ts, data_key, model_key = begin(learner, key, start)
             return *pending.result(), (ts, data_key, model_key, data)
-    if learner.batch_size % learner.mesh.size:
-        raise MnistjaxError(f"{learner.batch_size}: not a multiple of the {learner.mesh.size} devices; "
-                            "expected each device to get an equal share", param="batch_size")
-    placed = replicate((*begin(learner, key, start), data), learner.mesh)  # all but the batches whole on every device
+    ts, data_key, model_key = begin(learner, key, start)
+    if "runs" in learner.mesh.axis_names:  # each device its share of the models, the data whole on each
+        if not key.ndim or key.shape[0] % learner.mesh.size:
+            raise MnistjaxError(f"{key.shape[:1]} keys: expected models in a multiple of the {learner.mesh.size} "
+                                "devices", param="key")
+        ts, model_key = shard_runs((ts, model_key), learner.mesh)
+        data_key = (replicate if learner.same_batches else shard_runs)(data_key, learner.mesh)  # same_batches: one key
+        placed = (ts, data_key, model_key, replicate(data, learner.mesh))
+    else:
+        if learner.batch_size % learner.mesh.size:
+            raise MnistjaxError(f"{learner.batch_size}: not a multiple of the {learner.mesh.size} devices; "
+                                "expected each device to get an equal share", param="batch_size")
+        placed = replicate((ts, data_key, model_key, data), learner.mesh)  # all but the batches whole on every device
     return *compiled(*placed[:3], done, placed[3]), placed
 
 
@@ -347,14 +362,15 @@ def init(learner: Learner, key: jax.Array) -> TrainState:
     return _compiled_init(learner.model, learner.optimizer, learner.ema > 0)(key)
 
 
+def _fresh(model: Module, optimizer: optax.GradientTransformation, ema: bool, key: jax.Array) -> TrainState:
+    params, model_state = layers.init(model, jax.random.split(key, 3)[0])
+    average = Average(params, jnp.zeros((), jnp.int32)) if ema else None
+    return TrainState(params, model_state, optimizer.init(params), average)
+
+
 @lru_cache(maxsize=32)
 def _compiled_init(model: Module, optimizer: optax.GradientTransformation, ema: bool):
-    def fresh(key):
-        params, model_state = layers.init(model, jax.random.split(key, 3)[0])
-        average = Average(params, jnp.zeros((), jnp.int32)) if ema else None
-        return TrainState(params, model_state, optimizer.init(params), average)
-
-    return jax.jit(fresh)
+    return jax.jit(partial(_fresh, model, optimizer, ema))
 
 
 @jax.jit  # one compile, not several eager ones
@@ -365,10 +381,15 @@ def stream_keys(key: jax.Array) -> tuple[jax.Array, jax.Array]:
     return keys[1], keys[2]
 
 
-def init_many(learner: Learner, keys: jax.Array, learning_rates: jax.Array | None = None) -> TrainState:
-    """TrainStates for K models at once, from K keys; with ``learning_rates`` (K,), the optimizer must
-    be made by ``optax.inject_hyperparams`` and each model gets its own rate."""
-    ts = jax.vmap(lambda k: init(learner, k))(keys)
-    if learning_rates is not None:
-        ts.opt_state.hyperparams["learning_rate"] = jnp.asarray(learning_rates, jnp.float32)
-    return ts
+def init_many(learner: Learner, keys: jax.Array, hyper: dict | None = None) -> TrainState:
+    """TrainStates for K models at once, from K keys; with ``hyper`` ({KEY: (K,) values} of a sweep),
+    model k is ``learner.vary`` of the k-th values, which its TrainState keeps (``TrainState.hyper``)."""
+    if not hyper:
+        return jax.vmap(lambda k: init(learner, k))(keys)
+    ema = learner.ema > 0  # the structure: the same for every model of one program
+
+    def fresh(key, h):
+        lrn = learner.vary(h)
+        return _fresh(lrn.model, lrn.optimizer, ema, key)._replace(hyper=h)
+
+    return jax.jit(jax.vmap(fresh))(keys, {k: jnp.asarray(v, jnp.float32) for k, v in hyper.items()})

@@ -18,6 +18,8 @@ the persistent compilation cache, and the test accuracy it reached.
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import time
 
@@ -157,6 +159,66 @@ def time_to_accuracy(data_dir: str, seeds: list[int], recipe: str = "fast99") ->
             "min_test_accuracy": min(r["test_accuracy"] for r in runs)}
 
 
+SWEEP = ["--epochs", "10", "--opt", "adamw", "--sweep", "lr=1e-3,3e-3,1e-2,3e-2", "--sweep", "opt.weight_decay=0,1e-4,1e-3,1e-2"]
+
+
+def _peak_and_wall(cmd: list[str], env: dict | None = None) -> tuple[float, float, dict]:
+    """Wall seconds, peak resident memory (GiB) and JSON result of ``cmd`` run to its end in a fresh process."""
+    probe = ("import json, resource, subprocess, sys, time; t = time.perf_counter(); "
+             "out = subprocess.run(sys.argv[1:], capture_output=True, text=True, check=True).stdout; "
+             "print(json.dumps([time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, out]))")
+    wall, kib, out = json.loads(subprocess.run([sys.executable, "-c", probe, *cmd], capture_output=True, text=True,
+                                               check=True, env={**os.environ, **(env or {})}).stdout)
+    return wall, kib / 2**20, json.loads(out)
+
+
+def torch_sweep(ds, lrs, wds, epochs: int = 10) -> float | None:
+    """The same 16 runs in PyTorch eager, one process, a plain loop (None without torch: the bench extra)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(os.cpu_count())
+    d = data_from(data.mnist_sample(ds, (3, 7)))
+    x = torch.tensor(np.asarray(d.x_train)).reshape(-1, 784)
+    y = torch.tensor(np.asarray(d.y_train) == 0, dtype=torch.float32)  # is a 3
+    t = time.perf_counter()
+    for lr in lrs:
+        for wd in wds:
+            torch.manual_seed(0)
+            net = torch.nn.Sequential(torch.nn.Linear(784, 30), torch.nn.ReLU(), torch.nn.Linear(30, 1))
+            opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=wd)
+            for _ in range(epochs):
+                for idx in torch.randperm(len(x)).split(256):
+                    p = net(x[idx]).sigmoid()[:, 0]
+                    loss = torch.where(y[idx] == 1, 1 - p, p).mean()
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+    return time.perf_counter() - t
+
+
+def sweep_rows(data_dir: str, ds) -> dict:
+    """16 variants (simple_net 3v7, 10 epochs, adamw, 4 lrs x 4 weight decays) in one ``train --sweep``
+    call against 16 ``train`` processes (no compilation cache for either) and against PyTorch; then
+    64 (x 4 seeds) on 8 forced CPU devices against 1: the same results, the time, the peak memory."""
+    cmd = [sys.executable, "-m", "mnistjax.cli", "train", "--data-dir", data_dir, "--json", "--no-compile-cache"]
+    one_call, _, swept = _peak_and_wall(cmd + SWEEP)
+    lrs, wds = swept["sweep"]["lr"], swept["sweep"]["opt.weight_decay"]
+    each = [command_seconds(cmd + ["--epochs", "10", "--opt", "adamw", "--lr", str(lr), "--opt-arg", f"weight_decay={wd}"])[0]
+            for lr in lrs for wd in wds]
+    eight = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    wall1, mem1, r1 = _peak_and_wall(cmd + SWEEP + ["--seeds", "0,1,2,3"], eight)
+    wall8, mem8, r8 = _peak_and_wall(cmd + SWEEP + ["--seeds", "0,1,2,3", "--devices", "8"], eight)
+    gap = max(abs(a - b) for x, y in zip(r1["runs"], r8["runs"]) for h, g in zip(x["history"], y["history"])
+              for a, b in zip(h["step_losses"], g["step_losses"]))
+    return {"sweep_one_call_seconds": one_call, "sweep_16_processes_seconds": sum(each),
+            "sweep_speedup": sum(each) / one_call, "torch_16_runs_seconds": torch_sweep(ds, lrs, wds),
+            "sweep_programs": swept["programs"], "sweep64_1_device_seconds": wall1, "sweep64_8_devices_seconds": wall8,
+            "sweep64_peak_gib": max(mem1, mem8), "sweep64_largest_step_loss_gap": gap,
+            "sweep64_same_accuracies": [r["valid_accuracy"] for r in r1["runs"]] == [r["valid_accuracy"] for r in r8["runs"]]}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default="../shared/data/mnist")
@@ -221,6 +283,17 @@ def main() -> None:
             print(f"  seed {r['seed']}: {r['wall_seconds']:.1f} s wall = compile {r['compile_seconds']:.1f} + train "
                   f"{r['train_seconds']:.1f} + rest {r['rest_seconds']:.1f} + start and imports; test accuracy {r['test_accuracy']:.4f}")
         print(f"  median {tta['median_wall_seconds']:.1f} s; lowest accuracy {tta['min_test_accuracy']:.4f}")
+    if not args.only or "sweep" in args.only:
+        sw = result["sweep"] = sweep_rows(args.data_dir, ds)
+        torch_s = "not installed (pip install '.[bench]')" if sw["torch_16_runs_seconds"] is None else \
+            f"{sw['torch_16_runs_seconds']:.1f} s"
+        print(f"\n16 variants (simple_net 3v7, 10 epochs, adamw, 4 lrs x 4 weight decays), wall seconds, no compile cache:"
+              f"\n  one mnistjax train --sweep call ({sw['sweep_programs']} program): {sw['sweep_one_call_seconds']:.1f} s"
+              f"\n  16 mnistjax train processes: {sw['sweep_16_processes_seconds']:.1f} s ({sw['sweep_speedup']:.1f}x the sweep)"
+              f"\n  PyTorch eager, the 16 in one process (training only): {torch_s}"
+              f"\n64 (x 4 seeds): 1 device {sw['sweep64_1_device_seconds']:.1f} s, 8 forced CPU devices "
+              f"{sw['sweep64_8_devices_seconds']:.1f} s; same accuracies {sw['sweep64_same_accuracies']}, largest step-loss "
+              f"gap {sw['sweep64_largest_step_loss_gap']:.1e}; peak memory {sw['sweep64_peak_gib']:.2f} GiB")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

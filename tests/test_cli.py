@@ -72,7 +72,12 @@ def test_dataset_mnist_insists(tmp_path):
     (["train", "--dataset", "tiny", "--seeds", ""], "expected a comma list of ints"),
     (["train", "--dataset", "tiny", "--seed", "1", "--seeds", "1,2"], "--seed: give --seed or --seeds, not both"),
     (["train", "--dataset", "tiny", "--seeds", "0,1", "--figures", "f"], "--figures: draws one model's figures"),
-    (["train", "--dataset", "tiny", "--seeds", "0,1", "--lrs", "0.1,0.2,0.3"], "one seed, or one per learning rate"),
+    (["train", "--dataset", "tiny", "--lrs", "0.1,0.2", "--sweep", "lr=0.3"], "--sweep: lr is swept twice"),
+    (["train", "--dataset", "tiny", "--sweep", "seeds=1,2"], "--sweep: 'seeds': expected a setting of a run"),
+    (["train", "--dataset", "tiny", "--sweep", "lr"], "--sweep: 'lr': expected KEY=V1,V2,..."),
+    (["train", "--dataset", "tiny", "--sweep", "opt.b1=0.9,x", "--opt", "adam"],
+     "--sweep: opt.b1=x: adam argument b1='x': expected a number"),
+    (["train", "--dataset", "tiny", "--sweep", "ema=0.9,2"], "--sweep: ema=2: ema: 2: expected a decay"),
     (["train", "--dataset", "tiny", "--model", "simple_net,n_out=5"], "--model-arg: simple_net takes no argument 'n_out'"),
     (["train", "--dataset", "tiny", "--recipe", "nope"], "--recipe: 'nope': no such recipe"),
     (["train", "--dataset", "tiny", "--config", "/no/such.toml"], "--config: /no/such.toml: cannot read"),
@@ -119,7 +124,8 @@ def test_train_json_figures_and_log(tmp_path):
     assert len(out["history"][0]["step_losses"]) == 7  # 1600 images in batches of 256
     assert {p.name for p in (tmp_path / "figs").iterdir()} == {"loss.png", "accuracy.png", "confusion.png", "top_wrong.png"}
     lines = (tmp_path / "log.csv").read_text().splitlines()
-    assert lines[0] == "epoch,train_loss,valid_loss,valid_accuracy" and len(lines) == 4
+    assert lines[0] == "run,seed,epoch,train_loss,valid_loss,valid_accuracy" and len(lines) == 4
+    assert lines[3].split(",")[:3] == ["0", "0", "3"] and float(lines[3].split(",")[5]) == out["valid_accuracy"]
 
 
 def test_any_optax_optimizer_and_schedule_from_the_command_line():
@@ -164,7 +170,7 @@ def test_seeds_and_lrs_train_together_and_a_diverged_run_exits_3():
                     "--epochs", "2", "--json", check_rc=3)
     out = strict(proc.stdout)
     assert out["runs"][0]["diverged_at"] is None and out["runs"][1]["diverged_at"] == 1
-    assert "1 of 2 runs diverged (loss not finite): seed 0 lr 1e+12 at epoch 1" in proc.stderr
+    assert "1 of 2 runs diverged (loss not finite): lr=1000000000000.0, seed 0 at epoch 1" in proc.stderr
 
 
 def test_divergence_of_one_run_exits_3_naming_the_epoch():
@@ -186,13 +192,14 @@ def test_the_log_of_a_killed_run_keeps_every_finished_epoch(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "mnistjax.cli", "train", "--dataset", "tiny", "--epochs", "2000",
                              "--log", str(log)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (not log.exists() or log.read_text().count("\n") < 5):
+    while time.monotonic() < deadline and (not log.exists() or log.read_text().count("valid_accuracy") < 5):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    rows = [strict(line) for line in log.read_text().splitlines()]
+    records = list(map(strict, log.read_text().splitlines()))
+    rows = [row for row in records if "step" not in row]  # the epochs' records; the others are each step's
     assert len(rows) >= 5 and [r["epoch"] for r in rows] == list(range(1, len(rows) + 1))
-    assert len(rows[0]["step_losses"]) == 7
+    assert [r["step"] for r in records if r["epoch"] == 1 and "step" in r] == list(range(7))
 
 
 def test_persistent_compile_cache_is_used_and_can_be_turned_off(tmp_path):

@@ -33,10 +33,14 @@ def test_writable_dir(tmp_path):
 
 def test_strict_json_and_epoch_logs(tmp_path):
     assert json.loads(files.strict_json({"a": [1.0, float("nan")], "b": float("inf")})) == {"a": [1.0, None], "b": None}
-    log = files.open_log(tmp_path / "log.csv")
-    log.write({"epoch": 1, "train_loss": 0.5, "valid_loss": float("nan"), "valid_accuracy": [0.9, 0.8]})
+    log = files.open_log(tmp_path / "log.csv", swept=("lr",))
+    runs = [{"run": 0, "seed": 0, "lr": 0.1}, {"run": 1, "seed": 0, "lr": 0.2}]
+    log.write(runs, {"epoch": 1, "train_loss": [0.5, 0.6], "step_losses": [[0.5], [0.6]], "valid_loss": [float("nan"), 1.0],
+                     "valid_accuracy": [0.9, 0.8]})
     log.close()
-    assert (tmp_path / "log.csv").read_text().splitlines() == ["epoch,train_loss,valid_loss,valid_accuracy",
-                                                               '1,0.5,null,"[0.9, 0.8]"']
+    assert (tmp_path / "log.csv").read_text().splitlines() == ["run,seed,lr,epoch,train_loss,valid_loss,valid_accuracy",
+                                                               "0,0,0.1,1,0.5,,0.9", "1,0,0.2,1,0.6,1.0,0.8"]
+    with pytest.raises(MnistjaxError, match="^log: .*log.csv: holds records of an earlier run"):
+        files.open_log(tmp_path / "log.csv", swept=("lr",))
     with pytest.raises(MnistjaxError, match="^log: .*log.txt: expected a .jsonl or .csv file name"):
         files.open_log(tmp_path / "log.txt")

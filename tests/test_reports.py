@@ -38,9 +38,10 @@ def test_several_models_summary(p37):
     s = experiment.train(RunConfig(model="linear", lr=1.0, epochs=1, seeds=(0, 1, 2)), p37, progress=False).summary
     accs = [r["valid_accuracy"] for r in s["runs"]]
     assert [r["seed"] for r in s["runs"]] == [0, 1, 2] and s["valid_accuracy_mean"] == pytest.approx(np.mean(accs))
-    sweep = experiment.train(RunConfig(model="linear", epochs=1, lrs=(1e-4, 1.0)), p37, progress=False).summary
-    assert [r["lr"] for r in sweep["runs"]] == [1e-4, 1.0] and sweep["runs"][0]["valid_accuracy"] < sweep["runs"][1]["valid_accuracy"]
-    assert "2 models trained together" in tables.training(sweep)
+    sweep = experiment.train(RunConfig(model="linear", epochs=1), p37, {"lr": [1e-4, 1.0]}, progress=False).summary
+    assert [r["values"] for r in sweep["runs"]] == [{"lr": 1e-4}, {"lr": 1.0}] and sweep["programs"] == 1
+    assert sweep["runs"][0]["valid_accuracy"] < sweep["runs"][1]["valid_accuracy"]
+    assert "2 models trained in 1 compiled program" in tables.training(sweep)
 
 
 def test_a_diverged_run_raises_with_its_report(p37):

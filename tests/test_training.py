@@ -178,9 +178,10 @@ def test_same_batches_gives_every_model_the_first_keys_batches(d37):
 
 
 def test_vmap_over_learning_rates(d37):
-    learner = Learner(models.linear(), losses.binary, optax.inject_hyperparams(optax.sgd)(learning_rate=0.1))
+    base = Learner(models.linear(), losses.binary, optax.sgd(0.1))
+    learner = base._replace(vary=lambda h: base._replace(optimizer=optax.sgd(h["lr"])))  # each model's rate, traced
     keys = jnp.stack([jax.random.key(0)] * 3)
-    r = fit(learner, d37, 2, keys, start=init_many(learner, keys, jnp.array([1e-4, 1e-1, 1.0])), progress=False)
+    r = fit(learner, d37, 2, keys, start=init_many(learner, keys, {"lr": [1e-4, 1e-1, 1.0]}), progress=False)
     acc = r.history[-1]["valid_accuracy"]
     assert acc[0] < acc[1] <= acc[2] + 0.01  # a tiny rate has barely moved
 
@@ -237,9 +238,10 @@ def test_divergence_stops_one_model_and_lists_each_of_many(d37):
     r = fit(learner, d37, 5, jax.random.key(0), progress=False)
     assert r.diverged_at == 1 and r.history == []
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(r.state.params))
-    sweep = Learner(models.simple_net(n_out=2), losses.multiclass(2), optax.inject_hyperparams(optax.sgd)(learning_rate=0.1))
+    base = Learner(models.simple_net(n_out=2), losses.multiclass(2), optax.sgd(0.1))
+    sweep = base._replace(vary=lambda h: base._replace(optimizer=optax.sgd(h["lr"])))
     keys = jnp.stack([jax.random.key(0)] * 2)
-    many = fit(sweep, d37, 2, keys, start=init_many(sweep, keys, jnp.array([0.1, 1e30])), progress=False)
+    many = fit(sweep, d37, 2, keys, start=init_many(sweep, keys, {"lr": [0.1, 1e30]}), progress=False)
     assert many.diverged_at == [None, 1] and len(many.history) == 2
 
 
