@@ -146,8 +146,8 @@ def train(config: RunConfig, p: Prepared, sweep: dict[str, list] | None = None, 
     for a single run also its per-class accuracy at the top.
 
     ``resume``: continue from the checkpoint in ``config.checkpoint_dir`` (one program only). ``logs``:
-    ``files.RunLog`` and ``tblog.TensorBoardLog``, each given a record per run and epoch. Raises TrainingDiverged (its report in
-    ``.result``) when a training loss goes non-finite.
+    ``files.RunLog`` and ``tblog.TensorBoardLog``, each given a record per run and epoch. Raises
+    TrainingDiverged (its report in ``.result``) when a training loss goes non-finite.
     """
     sweep = dict(sweep or {})
     variants = sweeps.expand(config, sweep)
@@ -155,6 +155,8 @@ def train(config: RunConfig, p: Prepared, sweep: dict[str, list] | None = None, 
         try:
             _learner(v.config, p, {})
         except MnistjaxError as e:
+            if not v.values:  # no sweep: the flag's own error
+                raise
             raise MnistjaxError(f"{', '.join(f'{k}={x}' for k, x in v.values.items())}: {e.message}", param="sweep") from None
     traced = traceable(variants[0].config, p, sweeps.traced_keys(sweep)) if len(variants) > 1 else ()
     plan = sweeps.groups(variants, traced)
@@ -188,12 +190,12 @@ def _train_group(group: list[_Run], config: RunConfig, sweep: dict, traced: tupl
     """One compiled program: the group's runs in one vmapped call (a single run alone). Returns (a
     record per run, (FitResult, Learner))."""
     rep = group[0].variant.config
-    many = len(group) > 1 or len(config.seeds) > 1 or bool(sweep)
+    many = len(group) > 1  # a group of one run trains alone, as its config would
     lrn = learner(rep, p, traced, len(group) if many else 1)
     pad = -len(group) % (lrn.mesh.size if lrn.mesh is not None and many else 1)  # equal shares for the devices
     padded = group + [group[-1]] * pad
     key = jnp.stack([jax.random.key(r.seed) for r in padded]) if many else jax.random.key(group[0].seed)
-    hyper = {k: [sweeps.value(r.variant.config, k) for r in padded] for k in traced}
+    hyper = {k: [sweeps.value(r.variant.config, k) for r in padded] for k in traced} if many else {}
     start = init_many(lrn, key, hyper) if hyper else None
     cfg = {**rep.to_dict(), **({"sweep": sweep} if sweep else {})}
     ident = data_id(p) if config.checkpoint_dir else None

@@ -11,6 +11,7 @@ from functools import partial
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from mnistjax.errors import MnistjaxError, check_arguments
@@ -42,9 +43,22 @@ def constant(lr: float, steps: int) -> float:
 
 def onecycle(lr: float, steps: int, pct_start: float = 0.3, div_factor: float = 25.0,
              final_div_factor: float = 1e4) -> optax.Schedule:
-    """Warm up from lr/div_factor to lr over pct_start of the run, then cosine down (fastai's fit_one_cycle)."""
-    _fraction("pct_start", pct_start)
-    return optax.cosine_onecycle_schedule(steps, lr, pct_start, div_factor, final_div_factor)
+    """Warm up from lr/div_factor to lr over pct_start of the run, then cosine down (fastai's fit_one_cycle).
+    optax's ``cosine_onecycle_schedule``, number for number, but its arguments may be arrays (a sweep's,
+    traced in one program), so its turning step is an array too."""
+    if not isinstance(pct_start, jax.Array):
+        _fraction("pct_start", pct_start)
+    turn = int(pct_start * steps) if isinstance(pct_start, (int, float)) else jnp.floor(pct_start * steps).astype(jnp.int32)
+
+    def rate(count):  # a cosine from each value to the next between the bounds, then the last value
+        bounds = jnp.stack([0, turn, steps])  # in here, not at build: traced with the step, no eager ops
+        values = jnp.cumprod(jnp.stack([lr / div_factor, div_factor, 1.0 / (div_factor * final_div_factor)]))
+        inside = jnp.logical_and(bounds[:-1] <= count, count < bounds[1:])
+        pct = (count - bounds[:-1]) / jnp.maximum(bounds[1:] - bounds[:-1], 1)
+        between = values[1:] + (values[:-1] - values[1:]) / 2.0 * (jnp.cos(jnp.pi * pct) + 1)
+        return inside.dot(between) + (bounds[-1] <= count) * values[-1]
+
+    return rate
 
 
 def cosine(lr: float, steps: int, alpha: float = 0.0) -> optax.Schedule:

@@ -1,5 +1,6 @@
 """Optimizers and schedules by name: any optax alias, the schedules' shapes, one-line errors."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -50,6 +51,16 @@ def test_schedules_over_the_whole_run():
         assert values[name][0] == pytest.approx(lr) and values[name][-1] == pytest.approx(0, abs=1e-6)
     assert values["exponential"][-1] == pytest.approx(lr * 0.01, rel=1e-4)
     assert float(optimizers.schedule("onecycle", lr, steps, pct_start=0.5)(50)) == pytest.approx(lr, rel=1e-3)
+
+
+@pytest.mark.parametrize("steps,pct_start,lr", [(14, 0.25, 0.01), (1565, 0.3, 3e-3), (100, 0.0, 1.0), (7, 0.5, 0.01)])
+def test_onecycle_is_optax_number_for_number_also_with_traced_arguments(steps, pct_start, lr):
+    count = jnp.arange(steps + 3)
+    expected = jax.vmap(optax.cosine_onecycle_schedule(steps, lr, pct_start))(count)
+    np.testing.assert_array_equal(jax.vmap(optimizers.onecycle(lr, steps, pct_start))(count), expected)
+    traced = jax.jit(lambda p, r: jax.vmap(optimizers.onecycle(r, steps, p))(count))  # a sweep's pct_start and lr
+    # the same turning step; float32 lr / div_factor, not Python's double, so the last bit may differ
+    np.testing.assert_allclose(traced(jnp.float32(pct_start), jnp.float32(lr)), expected, rtol=1e-6, atol=0)
 
 
 def test_total_steps():
