@@ -277,7 +277,7 @@ def cmd_lr_find(args):
     from mnistjax import experiment, tables
 
     cfg, p = prepared_run(args, *run_config(args))
-    report = experiment.lr_find(cfg, p, args.start_lr, args.end_lr, args.num_it)
+    report = experiment.lr_find(cfg, p, args.start_lr, args.end_lr, args.num_it, sweep_of(args))
     _save_figures(args.figures, lambda plots: {"lr_find": plots.lr_find_figure(report.summary)})
     emit(args, report.summary, tables.lr_find(report.summary))
 

@@ -291,16 +291,28 @@ class LRFindReport(NamedTuple):
     result: object   # lr_finder.LRFind
 
 
-def lr_find(config: RunConfig, p: Prepared, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100) -> LRFindReport:
+def lr_find(config: RunConfig, p: Prepared, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100,
+            sweep: dict[str, list] | None = None) -> LRFindReport:
     """The range test for what ``config`` describes (its optimizer and arguments; the rate is the
-    test's), one run per seed in one vmapped call. The summary: lrs, losses (the mean over the runs),
-    each run's losses with several seeds, and the suggestions."""
+    test's), one run per seed in one vmapped call; with ``sweep`` ({KEY: values} of other settings:
+    the best rate depends on them), one test per variant. The summary: per variant (``variants``) its
+    values, the lrs tried (at most one epoch's steps: the batch size matters), the losses (the mean
+    over the seeds), each seed's losses with several, and the suggestions; the first variant's also
+    at the top."""
     if not 0 < start_lr < end_lr:
         raise MnistjaxError(f"{start_lr} to {end_lr}: expected 0 < start < end", param="start_lr")
-    r = lr_finder.lr_find(learner(config, p), p.data, run_keys(config),
-                         lambda rate: optimizers.optimizer(config.opt, rate, **config.opt_args), start_lr, end_lr, num_it)
-    runs = np.atleast_2d(r.losses)
-    summary = {"config": config.to_dict(), "dataset": p.dataset, "classes": list(p.names), "lrs": finite_floats(r.lrs),
-               "losses": finite_floats(r.mean), "suggestions": r.suggestions,
-               **({"runs": [finite_floats(run) for run in runs]} if len(runs) > 1 else {})}
-    return LRFindReport(summary, r)
+    if "lr" in (sweep or {}):
+        raise MnistjaxError("lr-find tries the rates itself; expected a sweep of other settings", param="sweep")
+    found = []
+    for v in sweeps.expand(config, dict(sweep or {})):
+        c = v.config
+        r = lr_finder.lr_find(learner(c, p), p.data, run_keys(c), lambda rate, c=c: optimizers.optimizer(c.opt, rate, **c.opt_args),
+                              start_lr, end_lr, num_it)
+        runs = np.atleast_2d(r.losses)
+        found.append((r, {"values": v.values, "lrs": finite_floats(r.lrs), "losses": finite_floats(r.mean),
+                          "suggestions": r.suggestions,
+                          **({"runs": [finite_floats(run) for run in runs]} if len(runs) > 1 else {})}))
+    summary = {"config": config.to_dict(), **({"sweep": sweep} if sweep else {}), "dataset": p.dataset,
+               "classes": list(p.names), **{k: v for k, v in found[0][1].items() if k != "values"},
+               "variants": [f for _, f in found]}
+    return LRFindReport(summary, found[0][0])

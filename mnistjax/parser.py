@@ -89,6 +89,15 @@ def _key_values(text: str) -> dict:
     return {k: _literal(v) for k, v in (p.split("=", 1) for p in items)}
 
 
+def _sweep_option(p, what: str) -> None:
+    p.add_argument("--sweep", metavar="KEY=V1,V2,...", action="append", type=_sweep, default=S,
+                   help=f"{what}, repeatable: every combination, each with every seed. KEY: a setting (lr, ema, rotate, "
+                        "zoom, augment, batch_size, epochs, model, ...) or an argument (opt.weight_decay, opt.b1, "
+                        "schedule.pct_start, model.hidden, model.drop, loss.label_smoothing). Numbers of lr, ema, "
+                        "rotate, zoom, opt.*, schedule.*, loss.* and model.drop train together in one compiled program; "
+                        "other settings make a program per value")
+
+
 def _sweep(text: str) -> tuple[str, list]:
     from mnistjax import sweeps
 
@@ -233,12 +242,7 @@ def _training_commands(sub, common) -> None:
              "flags)")
     _run_options(p)
     sw = p.add_argument_group("sweeps")
-    sw.add_argument("--sweep", metavar="KEY=V1,V2,...", action="append", type=_sweep, default=S,
-                    help="train every value of a setting, repeatable: every combination, each with every seed. KEY: a "
-                         "setting (lr, ema, rotate, zoom, augment, batch_size, epochs, model, ...) or an argument "
-                         "(opt.weight_decay, opt.b1, schedule.pct_start, model.hidden, model.drop, "
-                         "loss.label_smoothing). Numbers of lr, ema, rotate, zoom, opt.*, schedule.*, loss.* and "
-                         "model.drop train together in one compiled program; other settings make a program per value")
+    _sweep_option(sw, "train every value of a setting")
     sw.add_argument("--lrs", type=_numbers(float), metavar="X,X,...", default=S, help="the same as --sweep lr=X,X,...")
     out = p.add_argument_group("outputs")
     out.add_argument("--figures", metavar="DIR", help="write loss/accuracy curves, confusion matrix, top_wrong.png")
@@ -258,6 +262,7 @@ def _training_commands(sub, common) -> None:
     p.add_argument("--end-lr", type=float, default=10.0)
     p.add_argument("--num-it", type=int, default=100, help="steps (at most one epoch of full batches)")
     p.add_argument("--figures", metavar="DIR", help="write lr_find.png here")
+    _sweep_option(p, "a range test per value of another setting (the best rate depends on it)")
 
 
 def _model_commands(sub, common) -> None:

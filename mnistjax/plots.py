@@ -256,14 +256,20 @@ def lr_find_figure(summary: dict) -> Figure:
     lrs = np.asarray(summary["lrs"], float)
     fig = Figure(figsize=(5.5, 3.6))
     ax = fig.add_subplot()
-    runs = np.array(summary.get("runs", []), float)  # JSON's nulls (a diverged stretch) become NaN
-    if len(runs):
-        ax.fill_between(lrs, np.nanmin(runs, 0), np.nanmax(runs, 0), alpha=0.25, label=f"{len(runs)} seeds, min to max")
-    mean = np.array(summary["losses"], float)
-    ax.plot(lrs, mean, label="loss (smoothed)")
-    for (name, lr), marker in zip(summary["suggestions"].items(), "ovs"):
-        ax.plot([lr], [np.interp(np.log(lr), np.log(lrs[np.isfinite(mean)]), mean[np.isfinite(mean)])], marker,
-                markersize=8, label=f"{name} {lr:.2g}")
+    if "sweep" in summary:  # a curve per variant, each labelled with its values and valley
+        for v in summary["variants"]:
+            named = ", ".join(f"{k}={x}" for k, x in v["values"].items())
+            ax.plot(np.asarray(v["lrs"], float), np.array(v["losses"], float),
+                    label=f"{named}: valley {v['suggestions']['valley']:.2g}")
+    else:
+        runs = np.array(summary.get("runs", []), float)  # JSON's nulls (a diverged stretch) become NaN
+        if len(runs):
+            ax.fill_between(lrs, np.nanmin(runs, 0), np.nanmax(runs, 0), alpha=0.25, label=f"{len(runs)} seeds, min to max")
+        mean = np.array(summary["losses"], float)
+        ax.plot(lrs, mean, label="loss (smoothed)")
+        for (name, lr), marker in zip(summary["suggestions"].items(), "ovs"):
+            ax.plot([lr], [np.interp(np.log(lr), np.log(lrs[np.isfinite(mean)]), mean[np.isfinite(mean)])], marker,
+                    markersize=8, label=f"{name} {lr:.2g}")
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("training loss")

@@ -180,6 +180,11 @@ def lr_find(r: dict) -> str:
     s = r["suggestions"]
     lines = [f"learning-rate finder, {r['config']['model']} with {r['config']['opt']} on {r['dataset']}: "
              + ", ".join(f"{k} {v:.2g}" for k, v in s.items()), f"{'lr':>10} {'loss':>9}"]
+    if "sweep" in r:  # a row per variant: its values and suggestions
+        lines[1:] = [" ".join(f"{k}={json.dumps(x)}" for k, x in v["values"].items()) + ": "
+                     + ", ".join(f"{k} {x:.2g}" for k, x in v["suggestions"].items()) for v in r["variants"]]
+        lines[0] = lines[0].split(":")[0] + f", {len(r['variants'])} variants:"
+        return "\n".join(map(printable, lines))
     step = max(1, len(r["lrs"]) // 20)
     lines += [f"{lr:10.2e} {_num(loss, 9)}" for lr, loss in list(zip(r["lrs"], r["losses"]))[::step]]
     return "\n".join(lines)

@@ -162,3 +162,13 @@ def test_eight_cpu_devices_train_the_runs_as_one_does(tmp_path):
         assert a["valid_accuracy"] == b["valid_accuracy"]
     proc = mnistjax("train", "--dataset", "tiny", "--seeds", "0,1", "--devices", "2", check_rc=2)
     assert "XLA_FLAGS=--xla_force_host_platform_device_count=2" in proc.stderr
+
+
+def test_lr_find_runs_a_range_test_per_variant(tmp_path):
+    out = json.loads(mnistjax("lr-find", "--dataset", "tiny", "--opt", "adam", "--sweep", "batch_size=32,64",
+                              "--figures", str(tmp_path), "--json").stdout)
+    assert [v["values"] for v in out["variants"]] == [{"batch_size": 32}, {"batch_size": 64}]
+    assert [len(v["lrs"]) for v in out["variants"]] == [50, 25]  # at most one epoch of 1,600 images
+    assert out["suggestions"] == out["variants"][0]["suggestions"] and (tmp_path / "lr_find.png").is_file()
+    proc = mnistjax("lr-find", "--dataset", "tiny", "--sweep", "lr=0.1,1", check_rc=2)
+    assert "--sweep: lr-find tries the rates itself" in proc.stderr
