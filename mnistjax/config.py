@@ -5,7 +5,8 @@ and the named recipes shipped with the package (``mnistjax/recipes/*.toml``).
     cfg = replace(cfg, lr=0.05, seeds=(0, 1, 2))     # a variant: three seeds in one vmapped call
     cfg = load_config("my_run.toml", overrides={"epochs": 5})
 
-A result's ``"config"`` (``to_dict``) fed back in reproduces the result bit for bit.
+A result's ``"config"`` (``to_dict``) fed back in reproduces the result bit for bit; so does a sweep
+run's own ``"config"``, as far as float32 allows (see ``experiment.train``).
 """
 
 from __future__ import annotations
