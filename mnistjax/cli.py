@@ -25,6 +25,9 @@ from mnistjax.parser import build_parser, flag, overrides
 from mnistjax.tables import printable
 
 
+MAX_RESULT_BYTES = 1 << 30  # a sweep's JSON result: every run's history, per-step losses included
+
+
 def run_config(args: argparse.Namespace) -> tuple[config.RunConfig, bool]:
     """The command line's RunConfig (the recipe, then the config file, then the flags), and whether
     any of them names the classes (see ``prepared_run``)."""
@@ -170,7 +173,7 @@ def cmd_train(args):
         logs.append(TensorBoardLog(args.tensorboard))
     cfg, p = prepared_run(args, cfg, classes_given)
     try:
-        report = experiment.train(cfg, p, sweep, resume=args.resume, logs=logs, progress=not args.json)
+        report = experiment.train(cfg, p, sweep, resume=args.resume, logs=logs, progress=not args.json, shard=args.shard)
     except TrainingDiverged as e:
         emit(args, e.result, tables.training(e.result))
         raise
@@ -273,6 +276,15 @@ def cmd_interpret(args):
     emit(args, result, tables.interpretation(result))
 
 
+def cmd_collect(args):
+    from mnistjax import experiment, tables
+
+    results = [files.read_table(path, "a result of mnistjax train --shard I/N --json", "results", MAX_RESULT_BYTES)
+               for path in args.results]
+    summary = experiment.collect(results)
+    emit(args, summary, tables.training(summary))
+
+
 def cmd_lr_find(args):
     from mnistjax import experiment, tables
 
@@ -284,7 +296,7 @@ def cmd_lr_find(args):
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "run": cmd_run, "sgd": cmd_sgd, "baseline": cmd_baseline, "knn": cmd_knn, "train": cmd_train,
-    "lr-find": cmd_lr_find, "predict": cmd_predict, "interpret": cmd_interpret, "recipes": cmd_recipes,
+    "lr-find": cmd_lr_find, "collect": cmd_collect, "predict": cmd_predict, "interpret": cmd_interpret, "recipes": cmd_recipes,
     "fetch": cmd_data_fetch, "info": cmd_data_info}
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mnistjax.data.load import DATASETS
 from mnistjax.errors import MnistjaxError, check_arguments
-from mnistjax.files import refuse_irregular
+from mnistjax.files import read_table
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 MAX_CONFIG_BYTES = 1 << 20
@@ -171,20 +171,7 @@ def from_dict(d: dict, source: str = "config") -> RunConfig:
 def read(path: str | os.PathLike) -> dict:
     """A config file's settings: TOML (``.toml``) or JSON (anything else; a result's ``"config"``
     object, or a whole result with one)."""
-    path = Path(path)
-    refuse_irregular(path, "a TOML or JSON file of settings", "config")
-    if path.is_file() and path.stat().st_size > MAX_CONFIG_BYTES:
-        raise MnistjaxError(f"{path}: {path.stat().st_size:,} bytes; expected a file of settings (at most "
-                            f"{MAX_CONFIG_BYTES:,} bytes)", param="config")
-    try:
-        text = path.read_text()
-        d = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except OSError as e:
-        raise MnistjaxError(f"{path}: cannot read ({e.strerror or e})", param="config") from None
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise MnistjaxError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'} ({e})", param="config") from None
-    if not isinstance(d, dict):
-        raise MnistjaxError(f"{path}: expected a table of settings", param="config")
+    d = read_table(path, "a file of settings", "config", MAX_CONFIG_BYTES)
     d = d.get("config", d) if isinstance(d.get("config"), dict) else d
     return _normalise({k: v for k, v in d.items() if k != "description"}, str(path))
 

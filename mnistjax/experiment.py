@@ -138,16 +138,18 @@ class _Run(NamedTuple):
 
 
 def train(config: RunConfig, p: Prepared, sweep: dict[str, list] | None = None, *, resume: bool = False, logs=(),
-          progress: bool = True) -> Training:
+          progress: bool = True, shard: tuple[int, int] | None = None) -> Training:
     """Train what ``config`` describes on ``p`` (with ``sweep``, {KEY: values}: every combination of
     the values, each with every seed, see ``sweeps``) and report it: ``runs`` (each with its complete
     config, seed, history, accuracy), ``variants`` (mean ± std over the seeds), ``programs`` (compiled
     programs: one per group of runs of the same shapes), timings, the book's figure where it applies;
     for a single run also its per-class accuracy at the top.
 
-    ``resume``: continue from the checkpoint in ``config.checkpoint_dir`` (one program only). ``logs``:
-    ``files.RunLog`` and ``tblog.TensorBoardLog``, each given a record per run and epoch. Raises
-    TrainingDiverged (its report in ``.result``) when a training loss goes non-finite.
+    ``shard``: (I, N), train only the I-th of N shares of the runs (``sweeps.shard``; ``collect``
+    merges the shares' results). ``resume``: continue from the checkpoint in ``config.checkpoint_dir``
+    (one program only). ``logs``: ``files.RunLog`` and ``tblog.TensorBoardLog``, each given a record
+    per run and epoch. Raises TrainingDiverged (its report in ``.result``) when a training loss goes
+    non-finite.
     """
     sweep = dict(sweep or {})
     variants = sweeps.expand(config, sweep)
@@ -160,24 +162,28 @@ def train(config: RunConfig, p: Prepared, sweep: dict[str, list] | None = None, 
             raise MnistjaxError(f"{', '.join(f'{k}={x}' for k, x in v.values.items())}: {e.message}", param="sweep") from None
     traced = traceable(variants[0].config, p, sweeps.traced_keys(sweep)) if len(variants) > 1 else ()
     plan = sweeps.groups(variants, traced)
-    if config.checkpoint_dir and len(plan) > 1:
-        raise MnistjaxError(f"holds one compiled program's runs; this sweep needs {len(plan)} (it changes "
-                            f"{', '.join(k for k in sweep if k not in traced)}); drop --checkpoint-dir or sweep those apart",
-                            param="checkpoint_dir")
     runs = [_Run(i * len(config.seeds) + j, v, seed) for i, v in enumerate(variants) for j, seed in enumerate(config.seeds)]
     by_group = [[r for r in runs if r.index // len(config.seeds) in group] for group in plan]
+    if shard:
+        by_group = sweeps.shard(by_group, *shard)
+    if config.checkpoint_dir and len(by_group) > 1:
+        raise MnistjaxError(f"holds one compiled program's runs; this sweep needs {len(by_group)} (it changes "
+                            f"{', '.join(k for k in sweep if k not in traced)}); drop --checkpoint-dir or sweep those apart",
+                            param="checkpoint_dir")
     done = [_train_group(group, config, sweep, traced, p, resume, logs, progress) for group in by_group]
     records = sorted((rec for recs, _ in done for rec in recs), key=lambda rec: rec["run"])
-    first, lrn = done[0][1]
     summary = {"config": config.to_dict(), **({"sweep": sweep} if sweep else {}), "programs": len(plan),
+               **({"shard": {"index": shard[0], "count": shard[1], "programs": len(by_group), "runs": len(runs)}}
+                  if shard else {}),
                "dataset": p.dataset, "classes": list(p.names), "n_train": int(p.data.x_train.shape[0]),
-               "n_valid": int(p.data.x_valid.shape[0]), "runs": records, "variants": _variants(records, variants),
+               "n_valid": int(p.data.x_valid.shape[0]), "runs": records, "variants": variants_of(records, len(config.seeds)),
                "compile_seconds": round(sum(f.compile_seconds for _, (f, _) in done), 3),
                "train_seconds": round(sum(f.train_seconds for _, (f, _) in done), 3),
                "book": BOOK_TRAINING.get(config.model) if p.book and not sweep else None}
-    if len(records) == 1:
+    first, lrn = done[0][1] if done else (None, None)
+    if len(runs) == 1 and first is not None:
         summary.update(_one_model(first, lrn, p))
-    elif len(variants) == 1:
+    elif len(variants) == 1 and records:
         summary.update(_spread(records))
     report = Training(summary, first, p, lrn)
     if any(rec["diverged_at"] is not None for rec in records):
@@ -236,9 +242,39 @@ def _spread(records: list[dict]) -> dict:
             "valid_accuracy_std": statistics.pstdev(accs) if accs else None, "n": len(accs)}
 
 
-def _variants(records: list[dict], variants: list) -> list[dict]:
-    n = len(records) // len(variants)
-    return [{"values": v.values, **_spread(records[i * n:(i + 1) * n])} for i, v in enumerate(variants)]
+def variants_of(records: list[dict], n_seeds: int) -> list[dict]:
+    """Per variant (runs ``n_seeds`` apart in the run order) among ``records``: its values and spread."""
+    by: dict[int, list[dict]] = {}
+    for r in records:
+        by.setdefault(r["run"] // n_seeds, []).append(r)
+    return [{"values": rs[0]["values"], **_spread(rs)} for _, rs in sorted(by.items())]
+
+
+def collect(results: list[dict]) -> dict:
+    """The whole sweep's result from its shards' (``train(..., shard=(i, n))``, given in any order):
+    the same as the sweep trained unsharded, timings summed. Raises MnistjaxError naming what is
+    missing, doubled or of another sweep."""
+    first = results[0]
+    if any("shard" not in r for r in results):
+        raise MnistjaxError("expected results of train --shard I/N (a shard's JSON)", param="results")
+    same = ("config", "sweep", "dataset", "classes", "n_train", "n_valid")
+    other = next((i for i, r in enumerate(results) if any(r.get(k) != first.get(k) for k in same)
+                  or r["shard"]["count"] != first["shard"]["count"]), None)
+    if other is not None:
+        raise MnistjaxError(f"result {other + 1} is of another sweep or data than result 1", param="results")
+    count, seen = first["shard"]["count"], sorted(r["shard"]["index"] for r in results)
+    if seen != list(range(count)):
+        raise MnistjaxError(f"shards {seen} of {count}; expected each of 0 to {count - 1} once", param="results")
+    records = sorted((run for r in results for run in r["runs"]), key=lambda run: run["run"])
+    if [run["run"] for run in records] != list(range(first["shard"]["runs"])):
+        raise MnistjaxError(f"{len(records)} runs; expected runs 0 to {first['shard']['runs'] - 1} once each", param="results")
+    n_seeds = len(first["config"]["seeds"])
+    summary = {**{k: first[k] for k in ("config", "sweep") if k in first}, "programs": first["programs"],
+               **{k: first[k] for k in ("dataset", "classes", "n_train", "n_valid")}, "runs": records,
+               "variants": variants_of(records, n_seeds),
+               **{k: round(sum(r[k] for r in results), 3) for k in ("compile_seconds", "train_seconds")},
+               "book": first["book"]}
+    return {**summary, **(_spread(records) if len(summary["variants"]) == 1 and len(records) > 1 else {})}
 
 
 def _one_model(r: FitResult, lrn: Learner, p: Prepared) -> dict:

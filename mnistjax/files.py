@@ -51,6 +51,28 @@ def refuse_irregular(path: str | os.PathLike, expected: str, param: str | None =
         raise MnistjaxError(f"{path}: not a regular file; expected {expected}", param=param)
 
 
+def read_table(path: str | os.PathLike, expected: str, param: str, max_bytes: int) -> dict:
+    """A TOML (``.toml``) or JSON file's table, read as data (nothing in it runs), or a one-line
+    MnistjaxError naming ``param`` when it is not a regular file, is over ``max_bytes``, or is no table."""
+    import tomllib
+
+    path = Path(path)
+    refuse_irregular(path, f"{expected} (TOML or JSON)", param)
+    if path.is_file() and path.stat().st_size > max_bytes:
+        raise MnistjaxError(f"{path}: {path.stat().st_size:,} bytes; expected {expected} (at most {max_bytes:,} bytes)",
+                            param=param)
+    try:
+        text = path.read_text()
+        d = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except OSError as e:
+        raise MnistjaxError(f"{path}: cannot read ({e.strerror or e})", param=param) from None
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise MnistjaxError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'} ({e})", param=param) from None
+    if not isinstance(d, dict):
+        raise MnistjaxError(f"{path}: expected {expected}, a table", param=param)
+    return d
+
+
 def _not_replaceable(path: Path) -> bool:
     """A link, or something there that is no regular file: never replaced by a file of ours."""
     return path.is_symlink() or (path.exists() and not path.is_file())

@@ -16,7 +16,7 @@ from mnistjax.errors import MnistjaxError
 # loading what they name before JAX is imported).
 READS_DATA = ("run", "train", "lr-find", "baseline", "knn", "interpret", "info")
 # The commands that compile nothing (no JAX compilation cache for them).
-COMPILE_NOTHING = ("recipes", "info", "fetch")
+COMPILE_NOTHING = ("recipes", "info", "fetch", "collect")
 # Flags whose names are not their parameter's with dashes.
 FLAGS = {"model_args": "--model-arg", "opt_args": "--opt-arg", "schedule_args": "--schedule-arg"}
 
@@ -96,6 +96,13 @@ def _sweep_option(p, what: str) -> None:
                         "schedule.pct_start, model.hidden, model.drop, loss.label_smoothing). Numbers of lr, ema, "
                         "rotate, zoom, opt.*, schedule.*, loss.* and model.drop train together in one compiled program; "
                         "other settings make a program per value")
+
+
+def _shard(text: str) -> tuple[int, int]:
+    i, sep, n = text.partition("/")
+    if not (sep and i.isdigit() and n.isdigit() and int(i) < int(n)):
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N (0/4: the first of four shares), got {text!r}")
+    return int(i), int(n)
 
 
 def _sweep(text: str) -> tuple[str, list]:
@@ -244,6 +251,10 @@ def _training_commands(sub, common) -> None:
     sw = p.add_argument_group("sweeps")
     _sweep_option(sw, "train every value of a setting")
     sw.add_argument("--lrs", type=_numbers(float), metavar="X,X,...", default=S, help="the same as --sweep lr=X,X,...")
+    sw.add_argument("--shard", type=_shard, metavar="I/N",
+                    help="train only share I (0 to N-1) of N of the sweep's runs, for job arrays: the program groups "
+                         "I, I+N, ... when there are at least N, else slice I of N of every group; mnistjax collect "
+                         "merges the shares' --json results")
     out = p.add_argument_group("outputs")
     out.add_argument("--figures", metavar="DIR", help="write loss/accuracy curves, confusion matrix, top_wrong.png")
     out.add_argument("--log", metavar="FILE", help="a record per run and epoch as the runs go, in long form: .csv "
@@ -255,6 +266,9 @@ def _training_commands(sub, common) -> None:
     out.add_argument("--save", metavar="FILE", help="save the trained model here (safetensors; mnistjax predict reads it); "
                      "an existing file is replaced whole, a folder, a link or a device is refused before training")
     out.add_argument("--show-config", action="store_true", help="print the run's settings as JSON (for --config) and stop")
+    p = _add(sub, common, "collect", "merge the --json results of a sweep's shares (train --shard I/N) into the "
+             "sweep's own result and table")
+    p.add_argument("results", nargs="+", help="the shares' JSON results, one file each, in any order")
     p = _add(sub, common, "lr-find", "the learning-rate range test: a rate growing exponentially over at most one "
              "epoch; suggestions as fastai makes them (one run per --seeds, in one vmapped call)")
     _run_options(p)

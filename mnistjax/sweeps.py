@@ -106,6 +106,19 @@ def groups(variants: list[Variant], traced: tuple[str, ...]) -> list[list[int]]:
     return list(out.values())
 
 
+def shard(groups: list[list], index: int, count: int) -> list[list]:
+    """Share ``index`` (0 to count − 1) of ``count`` of a sweep's groups of runs, for job arrays: the
+    groups index, index + count, ... when there are at least ``count`` (each group whole, so its runs
+    train as they would unsharded); with fewer groups, slice ``index`` of ``count`` near-equal
+    contiguous slices of every group."""
+    if not 0 <= index < count:
+        raise MnistjaxError(f"{index}/{count}: expected I/N with 0 <= I < N", param="shard")
+    if len(groups) >= count:
+        return groups[index::count]
+    parts = (g[index * len(g) // count:(index + 1) * len(g) // count] for g in groups)
+    return [p for p in parts if p]
+
+
 def parse(spec: str) -> tuple[str, list]:
     """``"KEY=V1,V2,..."`` as (KEY, [values]); values are JSON (0.1, true, "x") or else text."""
     import json

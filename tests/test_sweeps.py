@@ -172,3 +172,31 @@ def test_lr_find_runs_a_range_test_per_variant(tmp_path):
     assert out["suggestions"] == out["variants"][0]["suggestions"] and (tmp_path / "lr_find.png").is_file()
     proc = mnistjax("lr-find", "--dataset", "tiny", "--sweep", "lr=0.1,1", check_rc=2)
     assert "--sweep: lr-find tries the rates itself" in proc.stderr
+
+
+def test_shards_collected_are_the_sweep(tmp_path):
+    args = ["train", "--dataset", "tiny", "--epochs", "2", "--sweep", "model.hidden=10,20,30", "--sweep", "lr=0.1,0.3",
+            "--seeds", "0,1", "--json"]
+    whole = json.loads(mnistjax(*args).stdout)
+    for i in range(2):
+        (tmp_path / f"{i}.json").write_text(mnistjax(*args, "--shard", f"{i}/2").stdout)
+    shares = [json.loads((tmp_path / f"{i}.json").read_text()) for i in range(2)]
+    assert [s["shard"]["programs"] for s in shares] == [2, 1] and whole["programs"] == 3  # whole groups: 0 and 2, then 1
+    merged = json.loads(mnistjax("collect", str(tmp_path / "1.json"), str(tmp_path / "0.json"), "--json").stdout)
+    timings = ("compile_seconds", "train_seconds")
+    assert {k: v for k, v in merged.items() if k not in timings} == {k: v for k, v in whole.items() if k not in timings}
+    assert "best ahead of the runner-up" in mnistjax("collect", str(tmp_path / "0.json"), str(tmp_path / "1.json")).stdout
+    proc = mnistjax("collect", str(tmp_path / "0.json"), check_rc=2)
+    assert "--results: shards [0] of 2; expected each of 0 to 1 once" in proc.stderr
+    (tmp_path / "other.json").write_text(json.dumps({**shares[1], "sweep": {"lr": [1.0]}}))
+    proc = mnistjax("collect", str(tmp_path / "0.json"), str(tmp_path / "other.json"), check_rc=2)
+    assert "result 2 is of another sweep" in proc.stderr
+    proc = mnistjax(*args, "--shard", "2/2", check_rc=2)
+    assert "--shard: expected I/N with 0 <= I < N" in proc.stderr
+
+
+def test_fewer_groups_than_shards_slice_every_group():
+    groups = [list(range(8)), [8, 9, 10]]
+    assert sweeps.shard(groups, 0, 3) == [[0, 1], [8]] and sweeps.shard(groups, 2, 3) == [[5, 6, 7], [10]]
+    assert sorted(x for i in range(3) for g in sweeps.shard(groups, i, 3) for x in g) == list(range(11))
+    assert sweeps.shard(groups, 1, 2) == [[8, 9, 10]]  # at least as many groups as shards: whole groups
