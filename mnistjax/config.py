@@ -62,7 +62,7 @@ class RunConfig:
     # one model per seed; several train together in one vmapped call
     seeds: tuple[int, ...] = (0,)
     same_batches: bool = False           # several models: all see the first seed's batches
-    devices: int | str | None = None     # this many devices, or "all": one model's batches split over them, or several models spread
+    devices: int | str | None = None     # N or "all": one model's batches split over them, several models spread
     # checkpoints
     checkpoint_dir: str | None = None
     checkpoint_every: int = 1

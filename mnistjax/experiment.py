@@ -159,7 +159,8 @@ def train(config: RunConfig, p: Prepared, sweep: dict[str, list] | None = None, 
         except MnistjaxError as e:
             if not v.values:  # no sweep: the flag's own error
                 raise
-            raise MnistjaxError(f"{', '.join(f'{k}={x}' for k, x in v.values.items())}: {e.message}", param="sweep") from None
+            shown = ", ".join(f"{k}={x}" for k, x in v.values.items())
+            raise MnistjaxError(f"{shown}: {e.message}", param="sweep") from None
     traced = traceable(variants[0].config, p, sweeps.traced_keys(sweep)) if len(variants) > 1 else ()
     plan = sweeps.groups(variants, traced)
     runs = [_Run(i * len(config.seeds) + j, v, seed) for i, v in enumerate(variants) for j, seed in enumerate(config.seeds)]
@@ -342,8 +343,8 @@ def lr_find(config: RunConfig, p: Prepared, start_lr: float = 1e-7, end_lr: floa
     found = []
     for v in sweeps.expand(config, dict(sweep or {})):
         c = v.config
-        r = lr_finder.lr_find(learner(c, p), p.data, run_keys(c), lambda rate, c=c: optimizers.optimizer(c.opt, rate, **c.opt_args),
-                              start_lr, end_lr, num_it)
+        make = partial(optimizers.optimizer, c.opt, **c.opt_args)
+        r = lr_finder.lr_find(learner(c, p), p.data, run_keys(c), make, start_lr, end_lr, num_it)
         runs = np.atleast_2d(r.losses)
         found.append((r, {"values": v.values, "lrs": finite_floats(r.lrs), "losses": finite_floats(r.mean),
                           "suggestions": r.suggestions,
