@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from mnistjax import background, config, data, files
+from mnistjax import background, config, data, files, processes
 from mnistjax.errors import MnistjaxError, TrainingDiverged
 from mnistjax.files import strict_json
 from mnistjax.parser import build_parser, flag, overrides
@@ -79,9 +79,13 @@ def emit(args: argparse.Namespace, result: dict, human: str) -> None:
 
 
 def print_result(text: str) -> None:
-    """``text`` on stdout, flushed: a full disk there is a one-line error, not a traceback at exit."""
+    """``text`` on stdout, flushed: a full disk there is a one-line error, not a traceback at exit.
+    Of several processes only process 0 prints (``processes.result_stream``)."""
+    stream = processes.result_stream()
+    if stream is None:
+        return
     try:
-        print(text, flush=True)
+        print(text, file=stream, flush=True)
     except OSError as e:
         if isinstance(e, BrokenPipeError):
             raise
@@ -151,7 +155,11 @@ def cmd_sgd(args):
 def cmd_train(args):
     from mnistjax import experiment, tables
 
+    several = processes.start(args.coordinator, args.num_processes, args.process_id, args.distributed == "auto",
+                              args.distributed_timeout)
     cfg, classes_given = run_config(args)
+    if several:
+        cfg = _across_processes(args, cfg)
     if args.show_config:
         print_result(json.dumps(cfg.to_dict(), indent=1))
         return
@@ -274,6 +282,22 @@ def cmd_interpret(args):
     result = {"model": args.model, "dataset": ds.name, **interpret.summary(i, args.top_losses, args.min_count)}
     _save_figures(args.figures, lambda plots: plots.interpretation_figures(result, p.data.x_valid))
     emit(args, result, tables.interpretation(result))
+
+
+def _across_processes(args, cfg: config.RunConfig) -> config.RunConfig:
+    """The run over every process's devices (unless --devices names fewer); the same command in
+    each (checked); files written by process 0 alone."""
+    import dataclasses
+
+    if cfg.checkpoint_dir:
+        raise MnistjaxError("checkpoints of a run over several processes are not written yet; drop --checkpoint-dir",
+                            param="checkpoint_dir")
+    cfg = cfg if cfg.devices is not None else dataclasses.replace(cfg, devices="all")
+    processes.same_command({"config": cfg.to_dict(), "sweep": sweep_of(args), "shard": args.shard})
+    if not processes.is_main():
+        for name in ("log", "tensorboard", "figures", "save"):
+            setattr(args, name, None)
+    return cfg
 
 
 def cmd_collect(args):

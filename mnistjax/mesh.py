@@ -59,6 +59,19 @@ def replicate(tree, mesh: Mesh):
     return _place(tree, mesh, PartitionSpec())
 
 
+def to_host(tree):
+    """Every leaf as a NumPy array on the host, also one spread over several processes' devices
+    (gathered from all of them: every process must call this, as it does the compiled step)."""
+    from jax.experimental import multihost_utils
+
+    def get(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return np.asarray(x)
+
+    return jax.tree.map(get, tree)
+
+
 def split_batch(x: jax.Array, mesh: Mesh | None) -> jax.Array:
     """Shard a batch's leading axis over the mesh (``fit`` checks that its devices divide the batch)."""
     if mesh is None or "batch" not in mesh.axis_names:

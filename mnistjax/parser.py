@@ -255,6 +255,13 @@ def _training_commands(sub, common) -> None:
                     help="train only share I (0 to N-1) of N of the sweep's runs, for job arrays: the program groups "
                          "I, I+N, ... when there are at least N, else slice I of N of every group; mnistjax collect "
                          "merges the shares' --json results")
+    d = p.add_argument_group("processes (jax.distributed: the same command in every process)")
+    d.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address, which every process joins")
+    d.add_argument("--num-processes", type=int, metavar="N", help="how many processes run the command")
+    d.add_argument("--process-id", type=int, metavar="I", help="this process, 0 to N-1 (0 writes the result and files)")
+    d.add_argument("--distributed", choices=["auto"], help="auto: the cluster says (SLURM, Open MPI, TPU pods)")
+    d.add_argument("--distributed-timeout", type=int, metavar="S", default=120,
+                   help="seconds to wait for every process to join (default 120)")
     out = p.add_argument_group("outputs")
     out.add_argument("--figures", metavar="DIR", help="write loss/accuracy curves, confusion matrix, top_wrong.png")
     out.add_argument("--log", metavar="FILE", help="a record per run and epoch as the runs go, in long form: .csv "

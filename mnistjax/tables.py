@@ -71,10 +71,14 @@ def sgd_example(r: dict) -> str:
 
 
 def _run_line(r: dict) -> str:
-    c = r["config"]
-    sched = "" if c["schedule"] == "constant" else f" {c['schedule']}"
-    return (f"{c['model']} on {r['dataset']} ({', '.join(r['classes'])}), {c['opt']}{sched} lr {c['lr']:g}, "
-            f"batch {c['batch_size']}, {c['epochs']} epochs")
+    c, swept = r["config"], r.get("sweep", {})
+
+    def show(key: str, fmt: str = "") -> str:  # "swept" where the sweep varies the base's value
+        return "swept" if key in swept else format(c[key], fmt)
+
+    sched = "" if c["schedule"] == "constant" else f" {show('schedule')}"
+    return (f"{show('model')} on {r['dataset']} ({', '.join(r['classes'])}), {show('opt')}{sched} lr {show('lr', 'g')}, "
+            f"batch {show('batch_size')}, {show('epochs')} epochs")
 
 
 def training(r: dict) -> str:

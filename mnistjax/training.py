@@ -26,7 +26,7 @@ from mnistjax.augment import Augment
 from mnistjax.data.dataset import Data
 from mnistjax.errors import MnistjaxError, expect_floats
 from mnistjax.layers import Module
-from mnistjax.mesh import replicate, shard_runs, split_batch
+from mnistjax.mesh import replicate, shard_runs, split_batch, to_host
 from mnistjax.losses import Task
 
 
@@ -342,7 +342,7 @@ def fit(learner: Learner, data: Data, epochs: int, key: jax.Array, *, start: Tra
     diverged, logits, t0 = [None] * (key.shape[0] if many else 1), None, time.perf_counter()
     for epoch in bar:
         new_ts, stats, new_logits = compiled(ts, data_key, model_key, epoch, data)
-        stats = {k: np.asarray(v) for k, v in jax.device_get(stats).items()}
+        stats = to_host(stats)
         finite = np.isfinite(stats["train_loss"]).reshape(-1)
         diverged = [d if d is not None or ok else epoch + 1 for d, ok in zip(diverged, finite)]
         if not many and not finite.all():

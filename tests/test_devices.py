@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests_helpers import run_cli
 
 # JAX_PLATFORMS=cpu: on a machine with a GPU, jax.devices() would otherwise be the GPU alone
@@ -50,35 +52,39 @@ def test_cli_devices_flag_and_uneven_batch_error():
     assert "--devices: 9: this machine has 8 cpu device(s)" in proc.stderr
 
 
-def test_two_processes_with_jax_distributed_train_like_one(tmp_path):
-    """Two real processes on 127.0.0.1 (gloo CPU collectives), one device each, one mesh over both."""
+def _free_port() -> int:
     import socket
-    from pathlib import Path
-
-    import jax
-    import optax
-
-    from mnistjax import data, losses, models
-    from mnistjax.data import data_from
-    from mnistjax.training import Learner, fit
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    script = Path(__file__).resolve().parents[1] / "scripts" / "distributed.py"
-    procs = [subprocess.Popen([sys.executable, str(script), "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
-                               "--process-id", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "JAX_PLATFORMS": "cpu"})
-             for i in range(2)]
-    outs = []
-    for p in procs:
-        out, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err[-2000:]
-        outs.append(json.loads(out.strip().splitlines()[-1]))
-    assert [o["process"] for o in outs] == [0, 1] and all(o["devices"] == 2 and o["local_devices"] == 1 for o in outs)
-    assert outs[0]["history"] == outs[1]["history"] and outs[0]["checksum"] == outs[1]["checksum"]
-    d = data_from(data.mnist_sample(data.load_tiny(), (3, 7)))
-    with jax.default_device(jax.devices("cpu")[0]):  # like against like where a GPU is the default
-        alone = fit(Learner(models.simple_net(), losses.binary, optax.sgd(0.1)), d, 2, jax.random.key(0), progress=False)
-    for got, want in zip(outs[0]["history"], alone.history):
-        assert abs(got["train_loss"] - want["train_loss"]) < 1e-5
+        return s.getsockname()[1]
+
+
+def _processes(args: list[str], settings=lambda i: []) -> list[subprocess.CompletedProcess]:
+    """``mnistjax ARGS`` as two processes on 127.0.0.1 (gloo CPU collectives, one device each)."""
+    port = _free_port()
+    procs = [subprocess.Popen([sys.executable, "-m", "mnistjax.cli", *args, *settings(i), "--coordinator",
+                               f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "JAX_PLATFORMS": "cpu"}) for i in range(2)]
+    return [subprocess.CompletedProcess(p.args, p.wait(timeout=300), *p.communicate()) for p in procs]
+
+
+@pytest.mark.parametrize("what", [[], ["--sweep", "lr=0.1,0.2,0.3", "--seeds", "0,1"]], ids=["data parallel", "sweep"])
+def test_two_processes_give_the_json_of_one(what):
+    """jax.distributed: two real processes, one device each, one mesh over both, against one process
+    with two devices: the same JSON but for the timings; process 0 alone prints it."""
+    args = ["train", "--dataset", "tiny", "--epochs", "2", *what, "--json"]
+    zero, one = _processes(args)
+    assert zero.returncode == one.returncode == 0, zero.stderr[-2000:] + one.stderr[-2000:]
+    assert one.stdout == "" and "[Gloo]" not in zero.stdout and "mnistjax: process 1 of 2" in one.stderr
+    alone = run_cli(*args, "--devices", "all", env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    timings = ("compile_seconds", "train_seconds")
+    got, want = json.loads(zero.stdout), json.loads(alone.stdout)
+    assert {k: v for k, v in got.items() if k not in timings} == {k: v for k, v in want.items() if k not in timings}
+
+
+def test_processes_given_other_commands_are_refused():
+    procs = _processes(["train", "--dataset", "tiny", "--epochs", "1"], lambda i: ["--lr", str(0.1 * (i + 1))])
+    assert all(p.returncode == 2 for p in procs)
+    assert all("--process-id: process 1 was given other settings than process 0" in p.stderr for p in procs)
