@@ -198,6 +198,8 @@ def cmd_train(args):
             emit(args, report.summary, tables.training(report.summary))
             raise
     emit(args, report.summary, tables.training(report.summary) + (f"\nsaved to {args.save}" if args.save else ""))
+    if several:
+        processes.finish()
 
 
 def cmd_run(args):
@@ -363,6 +365,10 @@ def main(argv: list[str] | None = None) -> int:
         tqdm.write("mnistjax: interrupted", file=sys.stderr)  # on a line of its own, whatever bar is showing
         return 130
     except Exception as e:  # a bug of ours: still one line, the traceback on request
+        if processes.joined() and "Gloo" in str(e):  # a collective whose other end went away
+            print(f"mnistjax: error: another process of the run stopped ({' '.join(str(e).split())[-80:]}); "
+                  "this one stops too", file=sys.stderr)
+            return 2
         if "RESOURCE_EXHAUSTED" in str(e):  # XLA could not allocate: the machine's limit, not a bug
             print(f"mnistjax: error: out of memory ({' '.join(str(e).split())[:160]}); expected a smaller model, "
                   "batch or data", file=sys.stderr)
@@ -387,8 +393,8 @@ def console() -> None:
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
             stream.flush()
-    if code == 130:
-        os._exit(130)
+    if code == 130 or processes.unfinished():  # one of several processes that failed: the others may be gone
+        os._exit(code)
     sys.exit(code)
 
 

@@ -12,6 +12,8 @@ import hashlib
 import json
 import os
 import sys
+import threading
+import time
 
 from mnistjax.errors import MnistjaxError
 
@@ -33,15 +35,77 @@ def start(coordinator: str | None, num_processes: int | None, process_id: int | 
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # before the backend starts
     _stdout_to_stderr()
+    where = coordinator or "the coordinator the cluster names"
+    # The runtime aborts with a stack trace when its own wait runs out: ours, a little shorter, says it in a line.
+    late = threading.Timer(timeout, _stop, [f"--coordinator: {where}: not every process joined within {timeout} s "
+                                            "(--distributed-timeout); expected the same command in each, started together"])
+    late.daemon = True
+    late.start()
+    kwargs = {"initialization_timeout": timeout + 30, "heartbeat_timeout_seconds": 3 * STOPPED_AFTER}
     try:
-        jax.distributed.initialize(*given, initialization_timeout=timeout) if not auto else jax.distributed.initialize(
-            initialization_timeout=timeout)
+        jax.distributed.initialize(*given, **kwargs)  # all None with auto: the cluster's variables
     except Exception as e:  # noqa: BLE001 -- the runtime's own error, whatever it is: one line naming the address
-        where = coordinator or "the coordinator the cluster names"
-        raise MnistjaxError(f"{where}: could not join the run's processes within {timeout} s "
-                            f"({type(e).__name__}: {' '.join(str(e).split())[:160]})", param="coordinator") from None
+        raise MnistjaxError(f"{where}: could not join the run's processes ({type(e).__name__}: "
+                            f"{' '.join(str(e).split())[:160]})", param="coordinator") from None
+    finally:
+        late.cancel()
     print(f"mnistjax: process {jax.process_index()} of {jax.process_count()}", file=sys.stderr, flush=True)
+    threading.Thread(target=_watch, args=(where,), daemon=True).start()
     return True
+
+
+STOPPED_AFTER = 10  # seconds without a sign of life from another process before this one gives up
+_FINISHED = threading.Event()
+
+
+def _stop(message: str) -> None:
+    """One line on standard error and exit 2, from any thread, whatever the main thread is waiting for."""
+    print(f"mnistjax: error: {message}", file=sys.stderr, flush=True)
+    os._exit(2)
+
+
+def _read(client, key: str) -> str | None:
+    try:
+        return client.key_value_try_get(key)
+    except Exception:  # noqa: BLE001 -- not written yet
+        return None
+
+
+def _watch(where: str) -> None:
+    """Every second, this process's beat in the runtime's key-value store, and the others' read: a
+    process whose beat stops for ``STOPPED_AFTER`` seconds before it finished (killed, or stuck), or
+    a coordinator that no longer answers, ends this one with one line instead of a wait in a
+    collective that never ends."""
+    import jax
+    from jax._src import distributed
+
+    client, me, n = distributed.global_state.client, jax.process_index(), jax.process_count()
+    beats, seen, count = {}, dict.fromkeys(range(n), time.monotonic()), 0
+    while not _FINISHED.is_set():
+        count += 1
+        try:
+            client.key_value_set(f"mnistjax/beat/{me}", str(count), allow_overwrite=True)
+        except Exception as e:  # noqa: BLE001 -- the coordinator is gone
+            if not _FINISHED.is_set():
+                _stop(f"--coordinator: {where}: lost the run's coordinator, process 0 ({' '.join(str(e).split())[:100]})")
+        for i in set(range(n)) - {me}:
+            beat = _read(client, f"mnistjax/beat/{i}")
+            if beat != beats.get(i) or _read(client, f"mnistjax/done/{i}"):
+                beats[i], seen[i] = beat, time.monotonic()
+        stopped = [i for i in range(n) if i != me and time.monotonic() - seen[i] > STOPPED_AFTER]
+        if stopped and not _FINISHED.is_set():
+            _stop(f"process {stopped[0]} of {n} stopped (no sign of it for {STOPPED_AFTER} s); this one stops too")
+        time.sleep(1)
+
+
+def finish() -> None:
+    """The command is done here: say so to the others, and leave the runtime together with them."""
+    import jax
+    from jax._src import distributed
+
+    _FINISHED.set()
+    distributed.global_state.client.key_value_set(f"mnistjax/done/{jax.process_index()}", "1", allow_overwrite=True)
+    jax.distributed.shutdown()
 
 
 _RESULT_FD = None  # where process 0's result goes: the standard output it was started with
@@ -54,6 +118,17 @@ def _stdout_to_stderr() -> None:
     sys.stdout.flush()
     _RESULT_FD = os.dup(1)
     os.dup2(2, 1)
+
+
+def joined() -> bool:
+    """Whether this process is one of several (``start`` joined them)."""
+    return _RESULT_FD is not None
+
+
+def unfinished() -> bool:
+    """One of several that did not finish its command (an error): it must leave at once, not wait at
+    exit for the others to leave the runtime with it."""
+    return joined() and not _FINISHED.is_set()
 
 
 def is_main() -> bool:

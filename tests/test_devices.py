@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -88,3 +89,31 @@ def test_processes_given_other_commands_are_refused():
     procs = _processes(["train", "--dataset", "tiny", "--epochs", "1"], lambda i: ["--lr", str(0.1 * (i + 1))])
     assert all(p.returncode == 2 for p in procs)
     assert all("--process-id: process 1 was given other settings than process 0" in p.stderr for p in procs)
+
+
+def test_a_process_that_dies_stops_the_others_with_one_line(tmp_path):
+    port, log = _free_port(), tmp_path / "epochs.csv"
+    args = [sys.executable, "-m", "mnistjax.cli", "train", "--dataset", "tiny", "--epochs", "100000", "--log", str(log),
+            "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id"]
+    procs = [subprocess.Popen([*args, str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "JAX_PLATFORMS": "cpu"}) for i in range(2)]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not log.exists() or log.read_text().count("\n") < 2):
+        time.sleep(0.1)  # until process 0 logs an epoch: both train together
+    procs[1].kill()
+    killed = time.monotonic()
+    out, err = procs[0].communicate(timeout=60)
+    assert procs[0].returncode == 2 and time.monotonic() - killed < 30 and out == ""
+    assert err.strip().splitlines()[-1].startswith("mnistjax: error: ") and "stop" in err.strip().splitlines()[-1]
+    procs[1].communicate()
+
+
+def test_a_coordinator_nobody_joins_is_one_line_in_bounded_time():
+    port = _free_port()
+    t = time.monotonic()
+    proc = run_cli("train", "--dataset", "tiny", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                   "--process-id", "0", "--distributed-timeout", "3", check_rc=2)
+    assert time.monotonic() - t < 60 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines()[-1] == (f"mnistjax: error: --coordinator: 127.0.0.1:{port}: not every process "
+                                                    "joined within 3 s (--distributed-timeout); expected the same "
+                                                    "command in each, started together")
