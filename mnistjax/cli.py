@@ -288,12 +288,10 @@ def cmd_interpret(args):
 
 def _across_processes(args, cfg: config.RunConfig) -> config.RunConfig:
     """The run over every process's devices (unless --devices names fewer); the same command in
-    each (checked); files written by process 0 alone."""
+    each (checked); files written by process 0 alone (checkpoints too: to resume, every process reads
+    them, from a folder they share)."""
     import dataclasses
 
-    if cfg.checkpoint_dir:
-        raise MnistjaxError("checkpoints of a run over several processes are not written yet; drop --checkpoint-dir",
-                            param="checkpoint_dir")
     cfg = cfg if cfg.devices is not None else dataclasses.replace(cfg, devices="all")
     processes.same_command({"config": cfg.to_dict(), "sweep": sweep_of(args), "shard": args.shard})
     if not processes.is_main():

@@ -23,7 +23,7 @@ from mnistjax import augment, checkpoint, data, losses, lr_finder, metrics, mode
 from mnistjax.config import RunConfig
 from mnistjax.data import Data, data_from
 from mnistjax.errors import MnistjaxError, TrainingDiverged
-from mnistjax.mesh import data_parallel, spread_runs
+from mnistjax.mesh import data_parallel, spread_runs, to_host
 from mnistjax.training import FitResult, Learner, TrainState, begin, fit, init, init_many, predict
 
 # The book's validation accuracy on MNIST_SAMPLE (3 vs 7) by model; its deeper model is a fine-tuned resnet18.
@@ -212,9 +212,11 @@ def _train_group(group: list[_Run], config: RunConfig, sweep: dict, traced: tupl
         for log in logs:
             log.write([_run_id(r) for r in group], history[-1])
         if config.checkpoint_dir and (epoch % config.checkpoint_every == 0 or epoch == config.epochs):
-            checkpoint.save(config.checkpoint_dir, ts, history, cfg, ident)
+            state = to_host(ts)  # in every process: gathered where the runs are spread over several
+            if jax.process_index() == 0:  # which alone writes (resuming, each reads it: a folder they share)
+                checkpoint.save(config.checkpoint_dir, state, history, cfg, ident)
 
-    with checkpoint.held(config.checkpoint_dir) if config.checkpoint_dir else nullcontext():
+    with checkpoint.held(config.checkpoint_dir) if config.checkpoint_dir and jax.process_index() == 0 else nullcontext():
         if config.checkpoint_dir and resume:
             template = begin(lrn, key, start)[0]
             start, history = checkpoint.load(config.checkpoint_dir, template, cfg, ident)

@@ -117,3 +117,17 @@ def test_a_coordinator_nobody_joins_is_one_line_in_bounded_time():
     assert proc.stderr.strip().splitlines()[-1] == (f"mnistjax: error: --coordinator: 127.0.0.1:{port}: not every process "
                                                     "joined within 3 s (--distributed-timeout); expected the same "
                                                     "command in each, started together")
+
+
+def test_two_processes_resume_from_a_checkpoint_as_one_does(tmp_path):
+    args = ["train", "--dataset", "tiny", "--sweep", "lr=0.1,0.3", "--json", "--checkpoint-dir", str(tmp_path / "ck")]
+    first = _processes([*args, "--epochs", "2"])
+    resumed = _processes([*args, "--epochs", "3", "--resume"])
+    assert all(p.returncode == 0 for p in first + resumed), resumed[0].stderr[-2000:] + resumed[1].stderr[-2000:]
+    alone = run_cli(*args[:-2], "--epochs", "3", "--devices", "all", "--json",
+                    env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    timings = ("compile_seconds", "train_seconds")
+    got, want = json.loads(resumed[0].stdout), json.loads(alone.stdout)
+    assert [r["history"] for r in got["runs"]] == [r["history"] for r in want["runs"]]
+    assert {k: v for k, v in got.items() if k not in timings} == {k: v for k, v in want.items() if k not in timings} | {
+        "config": got["config"]}
