@@ -131,3 +131,26 @@ def test_two_processes_resume_from_a_checkpoint_as_one_does(tmp_path):
     assert [r["history"] for r in got["runs"]] == [r["history"] for r in want["runs"]]
     assert {k: v for k, v in got.items() if k not in timings} == {k: v for k, v in want.items() if k not in timings} | {
         "config": got["config"]}
+
+
+def test_distributed_auto_reads_the_job_from_slurm():
+    """--distributed auto under SLURM's variables (as srun sets them, here for two tasks on 127.0.0.1)."""
+    import random
+    import socket
+
+    def free(port: int) -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) != 0
+
+    # JAX takes the coordinator's port from the job id: 61440 + id % 4096
+    job_id = next(j for j in random.sample(range(4096), 50) if free(61440 + j))
+    job = {"SLURM_JOB_ID": str(job_id), "SLURM_STEP_NODELIST": "127.0.0.1", "SLURM_NTASKS": "2", "JAX_PLATFORMS": "cpu"}
+    args = [sys.executable, "-m", "mnistjax.cli", "train", "--dataset", "tiny", "--epochs", "2", "--json",
+            "--distributed", "auto"]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, **job, "SLURM_PROCID": str(i), "SLURM_LOCALID": str(i)}) for i in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:]
+    alone = run_cli("train", "--dataset", "tiny", "--epochs", "2", "--json", "--devices", "all",
+                    env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    assert json.loads(outs[0][0])["history"] == json.loads(alone.stdout)["history"] and outs[1][0] == ""
