@@ -158,8 +158,6 @@ def cmd_train(args):
     several = processes.start(args.coordinator, args.num_processes, args.process_id, args.distributed == "auto",
                               args.distributed_timeout)
     cfg, classes_given = run_config(args)
-    if several:
-        cfg = _across_processes(args, cfg)
     if args.show_config:
         print_result(json.dumps(cfg.to_dict(), indent=1))
         return
@@ -174,6 +172,10 @@ def cmd_train(args):
         files.writable_dir(cfg.checkpoint_dir, "checkpoint_dir")
     if args.save:
         files.output_file(args.save, "save")
+    if several:  # every process's devices; the same command in each; files from process 0 alone
+        cfg = processes.across(cfg, {"config": cfg.to_dict(), "sweep": sweep, "shard": args.shard})
+        for name in ("log", "tensorboard", "figures", "save") if not processes.is_main() else ():
+            setattr(args, name, None)
     logs = [files.open_log(args.log, append=args.log_append, swept=tuple(sweep))] if args.log else []
     if args.tensorboard:
         from mnistjax.tblog import TensorBoardLog
@@ -284,20 +286,6 @@ def cmd_interpret(args):
     result = {"model": args.model, "dataset": ds.name, **interpret.summary(i, args.top_losses, args.min_count)}
     _save_figures(args.figures, lambda plots: plots.interpretation_figures(result, p.data.x_valid))
     emit(args, result, tables.interpretation(result))
-
-
-def _across_processes(args, cfg: config.RunConfig) -> config.RunConfig:
-    """The run over every process's devices (unless --devices names fewer); the same command in
-    each (checked); files written by process 0 alone (checkpoints too: to resume, every process reads
-    them, from a folder they share)."""
-    import dataclasses
-
-    cfg = cfg if cfg.devices is not None else dataclasses.replace(cfg, devices="all")
-    processes.same_command({"config": cfg.to_dict(), "sweep": sweep_of(args), "shard": args.shard})
-    if not processes.is_main():
-        for name in ("log", "tensorboard", "figures", "save"):
-            setattr(args, name, None)
-    return cfg
 
 
 def cmd_collect(args):

@@ -152,15 +152,7 @@ def train(config: RunConfig, p: Prepared, sweep: dict[str, list] | None = None, 
     non-finite.
     """
     sweep = dict(sweep or {})
-    variants = sweeps.expand(config, sweep)
-    for v in variants:  # each variant's learner can be built: its errors before any training
-        try:
-            _learner(v.config, p, {})
-        except MnistjaxError as e:
-            if not v.values:  # no sweep: the flag's own error
-                raise
-            shown = ", ".join(f"{k}={x}" for k, x in v.values.items())
-            raise MnistjaxError(f"{shown}: {e.message}", param="sweep") from None
+    variants = _buildable(sweeps.expand(config, sweep), p)
     traced = traceable(variants[0].config, p, sweeps.traced_keys(sweep)) if len(variants) > 1 else ()
     plan = sweeps.groups(variants, traced)
     runs = [_Run(i * len(config.seeds) + j, v, seed) for i, v in enumerate(variants) for j, seed in enumerate(config.seeds)]
@@ -190,6 +182,19 @@ def train(config: RunConfig, p: Prepared, sweep: dict[str, list] | None = None, 
     if any(rec["diverged_at"] is not None for rec in records):
         raise _diverged(report, config)
     return report
+
+
+def _buildable(variants: list[sweeps.Variant], p: Prepared) -> list[sweeps.Variant]:
+    """``variants``, once each one's learner is built: their errors before any training."""
+    for v in variants:
+        try:
+            _learner(v.config, p, {})
+        except MnistjaxError as e:
+            if not v.values:  # no sweep: the flag's own error
+                raise
+            shown = ", ".join(f"{k}={x}" for k, x in v.values.items())
+            raise MnistjaxError(f"{shown}: {e.message}", param="sweep") from None
+    return variants
 
 
 def _train_group(group: list[_Run], config: RunConfig, sweep: dict, traced: tuple[str, ...], p: Prepared,

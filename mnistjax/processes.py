@@ -148,6 +148,16 @@ def result_stream():
     return os.fdopen(os.dup(_RESULT_FD), "w", encoding=sys.stdout.encoding, errors="backslashreplace")
 
 
+def across(cfg, settings: dict):
+    """``cfg`` (a RunConfig) over every process's devices unless its ``devices`` names fewer, after
+    ``same_command(settings)``. Checkpoints are written by process 0 and, to resume, read by each
+    from a folder they share."""
+    import dataclasses
+
+    same_command(settings)
+    return cfg if cfg.devices is not None else dataclasses.replace(cfg, devices="all")
+
+
 def same_command(settings: dict) -> None:
     """Refuse (one line, in every process) when the processes were given different settings: each
     would train a different run and the collectives would mix them. Each process's hash goes to all."""
