@@ -159,6 +159,57 @@ def time_to_accuracy(data_dir: str, seeds: list[int], recipe: str = "fast99") ->
             "min_test_accuracy": min(r["test_accuracy"] for r in runs)}
 
 
+def torch_fast99(d: Data, seeds: list[int]) -> list[dict] | None:
+    """The fast99 recipe in PyTorch eager, as PyTorch users write it (None without torch, the bench extra):
+    the same net, Adam lr 0.01 betas (0.7, 0.9), OneCycleLR without momentum cycling, batch 192, one
+    shuffled epoch over the whole dataset as one tensor. Training seconds and test accuracy per seed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    nn = torch.nn
+    torch.set_num_threads(os.cpu_count())
+    x, y = torch.tensor(np.asarray(d.x_train))[:, None], torch.tensor(np.asarray(d.y_train)).long()
+    xv, yv = torch.tensor(np.asarray(d.x_valid))[:, None], torch.tensor(np.asarray(d.y_valid)).long()
+    rows = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        net = nn.Sequential(nn.Conv2d(1, 24, 5, 2, bias=False), nn.BatchNorm2d(24), nn.ReLU(), nn.Conv2d(24, 32, 3, bias=False),
+                            nn.MaxPool2d(2), nn.BatchNorm2d(32), nn.ReLU(), nn.Flatten(), nn.Linear(800, 256), nn.ReLU(),
+                            nn.Linear(256, 10))
+        opt = torch.optim.Adam(net.parameters(), lr=0.01, betas=(0.7, 0.9))
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.01, total_steps=-(-len(x) // 192), cycle_momentum=False)
+        t = time.perf_counter()
+        for idx in torch.randperm(len(x)).split(192):
+            loss = nn.functional.cross_entropy(net(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+        seconds = time.perf_counter() - t
+        with torch.no_grad():
+            accuracy = (net.eval()(xv).argmax(1) == yv).float().mean().item()
+        rows.append({"seed": seed, "train_seconds": seconds, "test_accuracy": accuracy})
+    return rows
+
+
+def fast99_beside_torch(ds, seeds: list[int]) -> dict:
+    """fast99's training (``fit``, compile apart) and PyTorch eager's, seed by seed in this one process."""
+    from mnistjax import config, experiment
+
+    cfg = config.recipe("fast99")
+    p = experiment.prepare(ds, "all")
+    lrn = experiment.learner(cfg, p)
+    ours = []
+    for seed in seeds:
+        r = fit(lrn, p.data, cfg.epochs, jax.random.key(seed), progress=False)
+        ours.append({"seed": seed, "train_seconds": r.train_seconds, "test_accuracy": r.history[-1]["valid_accuracy"]})
+    theirs = torch_fast99(p.data, seeds)
+    median = lambda rows: float(np.median([r["train_seconds"] for r in rows]))  # noqa: E731
+    return {"mnistjax": ours, "torch": theirs,
+            "speedup_vs_torch": median(theirs) / median(ours) if theirs else None}
+
+
 SWEEP = ["--epochs", "10", "--opt", "adamw", "--sweep", "lr=1e-3,3e-3,1e-2,3e-2", "--sweep", "opt.weight_decay=0,1e-4,1e-3,1e-2"]
 
 
@@ -296,6 +347,15 @@ def main() -> None:
             print(f"  seed {r['seed']}: {r['wall_seconds']:.1f} s wall = compile {r['compile_seconds']:.1f} + train "
                   f"{r['train_seconds']:.1f} + rest {r['rest_seconds']:.1f} + start and imports; test accuracy {r['test_accuracy']:.4f}")
         print(f"  median {tta['median_wall_seconds']:.1f} s; lowest accuracy {tta['min_test_accuracy']:.4f}")
+    if not args.only or "torch" in args.only:
+        ft = result["fast99_vs_torch"] = fast99_beside_torch(ds, list(range(args.repeats)))
+        print("\nfast99's training (one epoch, ten digits), seed by seed in this process:")
+        for ours, theirs in zip(ft["mnistjax"], ft["torch"] or [None] * len(ft["mnistjax"])):
+            torch_s = f"PyTorch eager {theirs['train_seconds']:.2f} s ({theirs['test_accuracy']:.4f})" if theirs else \
+                "PyTorch not installed (pip install '.[bench]')"
+            print(f"  seed {ours['seed']}: mnistjax {ours['train_seconds']:.2f} s ({ours['test_accuracy']:.4f}); {torch_s}")
+        if ft["speedup_vs_torch"]:
+            print(f"  mnistjax trains {ft['speedup_vs_torch']:.2f}x as fast as PyTorch eager (medians)")
     if not args.only or "sweep" in args.only:
         sw = result["sweep"] = sweep_rows(args.data_dir, ds)
         torch_s = "not installed (pip install '.[bench]')" if sw["torch_16_runs_seconds"] is None else \
