@@ -19,12 +19,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnistjax import augment, checkpoint, data, losses, lr_finder, metrics, models, optimizers, sweeps, training
+from mnistjax import augment, checkpoint, data, losses, lr_finder, metrics, models, optimizers, sweeps
 from mnistjax.config import RunConfig
 from mnistjax.data import Data, data_from
 from mnistjax.errors import MnistjaxError, TrainingDiverged
 from mnistjax.mesh import data_parallel, spread_runs, to_host
-from mnistjax.training import FitResult, Learner, TrainState, begin, fit, init, init_many, predict
+from mnistjax.training import FitResult, Learner, TrainState, begin, fit, init, init_many, predict, train_step
 
 # The book's validation accuracy on MNIST_SAMPLE (3 vs 7) by model; its deeper model is a fine-tuned resnet18.
 BOOK_TRAINING = {"linear": 0.9785, "simple_net": 0.9828, "cnn": 0.9971, "resnet": 0.9971}
@@ -108,16 +108,16 @@ def traceable(config: RunConfig, p: Prepared, keys: tuple[str, ...]) -> tuple[st
     training step are traced, nothing is computed); the others split the sweep into programs (a
     schedule that turns its argument into a step count, a plug-in model that branches on it)."""
     x, y = p.data.x_train[:2], p.data.y_train[:2]
+    lrn = learner(config, p, keys)
 
-    def step(h):
-        lrn = _learner(config, p, h)
-        ts = training._fresh(lrn.model, lrn.optimizer, config.ema > 0, jax.random.key(0))
-        return training.train_step(ts, x, y, lrn, jax.random.key(1))
+    def step(h):  # one model of a sweep: its init and a step with its values
+        ts = jax.tree.map(lambda a: a[0], init_many(lrn, jnp.stack([jax.random.key(0)]), h))
+        return train_step(ts, x, y, lrn.vary(ts.hyper), jax.random.key(1))
 
     ok = []
     for key in keys:
         try:
-            jax.eval_shape(step, {key: jax.ShapeDtypeStruct((), jnp.float32)})
+            jax.eval_shape(step, {key: jax.ShapeDtypeStruct((1,), jnp.float32)})
             ok.append(key)
         except Exception:  # noqa: BLE001 -- whatever tracing raises, this key's values need programs of their own
             pass
@@ -215,7 +215,7 @@ def _train_group(group: list[_Run], config: RunConfig, sweep: dict, traced: tupl
 
     def on_epoch(epoch: int, ts: TrainState, history: list) -> None:
         for log in logs:
-            log.write([_run_id(r) for r in group], history[-1])
+            log.write([(_run_id(run), _own(history[-1], i, many)) for i, run in enumerate(group)])
         if config.checkpoint_dir and (epoch % config.checkpoint_every == 0 or epoch == config.epochs):
             state = to_host(ts)  # in every process: gathered where the runs are spread over several
             if jax.process_index() == 0:  # which alone writes (resuming, each reads it: a folder they share)
@@ -229,12 +229,17 @@ def _train_group(group: list[_Run], config: RunConfig, sweep: dict, traced: tupl
     diverged = r.diverged_at if many else [r.diverged_at]
     records = []
     for i, run in enumerate(group):
-        history = [{k: v if k == "epoch" or not many else v[i] for k, v in row.items()} for row in r.history]
+        history = [_own(row, i, many) for row in r.history]
         alone = replace(run.variant.config, seeds=(run.seed,), devices=None, checkpoint_dir=None)
         records.append({"run": run.index, "seed": run.seed, "values": run.variant.values, "config": alone.to_dict(),
                         "valid_accuracy": history[-1]["valid_accuracy"] if history else None,
                         "diverged_at": diverged[i], "history": history})
     return records, (r, lrn)
+
+
+def _own(row: dict, i: int, many: bool) -> dict:
+    """Model ``i``'s own history row from a row of several models' (each number a list), or the row."""
+    return {k: v if k == "epoch" else v[i] for k, v in row.items()} if many else row
 
 
 def _run_id(run: _Run) -> dict:

@@ -210,19 +210,17 @@ class RunLog:
             raise MnistjaxError(f"{self.path}: its columns {','.join(first)} are not this run's {','.join(self.columns)}; "
                                 "expected a log of the same kind of run, or a new file", param="log")
 
-    def write(self, runs: list[dict], row: dict) -> None:
-        """One epoch of ``runs`` (each a dict of the columns that name it: run, seed, swept values):
-        ``row`` is a history row, its numbers one per run (lists) or the one run's (scalars)."""
-        many = isinstance(row["train_loss"], list)
+    def write(self, rows: list[tuple[dict, dict]]) -> None:
+        """One epoch of several runs: per run, the columns that name it (run, seed, swept values) and
+        its own history row (epoch, train_loss, step_losses, valid_loss, valid_accuracy)."""
         lines = []
-        for i, run in enumerate(runs):
-            pick = (lambda v: v[i]) if many else (lambda v: v)  # noqa: E731
-            record = {**run, "epoch": row["epoch"], **{k: pick(row[k]) for k in self.METRICS}}
+        for run, row in rows:
+            record = {**run, "epoch": row["epoch"], **{k: row[k] for k in self.METRICS}}
             if self.csv:
                 lines.append(_csv_line([_finite(record[k]) for k in self.columns]))
                 continue
             lines += [strict_json({**run, "epoch": row["epoch"], "step": step, "train_loss": loss})
-                      for step, loss in enumerate(pick(row["step_losses"]))]
+                      for step, loss in enumerate(row["step_losses"])]
             lines.append(strict_json(record))
         self._line("\n".join(lines))  # the epoch's records in one write and one sync
 

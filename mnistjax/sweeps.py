@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 from typing import NamedTuple
 
 from mnistjax.config import FIELDS, RunConfig
@@ -121,8 +122,6 @@ def shard(groups: list[list], index: int, count: int) -> list[list]:
 
 def parse(spec: str) -> tuple[str, list]:
     """``"KEY=V1,V2,..."`` as (KEY, [values]); values are JSON (0.1, true, "x") or else text."""
-    import json
-
     key, sep, text = spec.partition("=")
     if not sep or not text.strip(","):
         raise MnistjaxError(f"{spec!r}: expected KEY=V1,V2,... (lr=0.1,0.03)", param="sweep")

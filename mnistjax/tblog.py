@@ -51,17 +51,15 @@ class TensorBoardLog:
                 w.file_writer.add_summary(summary)
         return self.writers[run["run"]]
 
-    def write(self, runs: list[dict], row: dict) -> None:
-        """One epoch of ``runs``, as ``files.RunLog.write`` takes it."""
-        many = isinstance(row["train_loss"], list)
-        for i, run in enumerate(runs):
-            pick = (lambda v: v[i]) if many else (lambda v: v)  # noqa: E731
-            w, steps = self._writer(run), pick(row["step_losses"])
+    def write(self, rows: list[tuple[dict, dict]]) -> None:
+        """One epoch of several runs, as ``files.RunLog.write`` takes it."""
+        for run, row in rows:
+            w, steps = self._writer(run), row["step_losses"]
             first = (row["epoch"] - 1) * len(steps)
             for s, loss in enumerate(steps):
                 w.add_scalar("train/step_loss", loss, first + s)
             for tag, name in METRICS.items():
-                w.add_scalar(tag, pick(row[name]), row["epoch"])
+                w.add_scalar(tag, row[name], row["epoch"])
             w.flush()
 
     def close(self) -> None:

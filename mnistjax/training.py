@@ -327,10 +327,11 @@ def fit(learner: Learner, data: Data, epochs: int, key: jax.Array, *, start: Tra
     ``key`` (``jax.random.key(seed)``) drives init, the batch order and the model's randomness; K keys
     (``jax.random.split(key, K)``) train K models together in one vmapped call (``Learner.same_batches``:
     all on the first key's batches). Resume with ``start`` (a TrainState; for a sweep's
-    ``Learner.vary``, ``init_many(learner, keys, hyper)`` with each model's values) and the ``history`` so far (one row per epoch done). ``on_epoch(epoch,
-    train_state, history)`` runs after each epoch (checkpoints, logs). A non-finite training loss
-    stops a single-model run and keeps the last finite params; with several models the others train
-    on and ``diverged_at`` lists each model's first non-finite epoch.
+    ``Learner.vary``, ``init_many(learner, keys, hyper)`` with each model's values) and the
+    ``history`` so far (one row per epoch done). ``on_epoch(epoch, train_state, history)`` runs after
+    each epoch (checkpoints, logs). A non-finite training loss stops a single-model run and keeps the
+    last finite params; with several models the others train on and ``diverged_at`` lists each
+    model's first non-finite epoch.
     """
     from tqdm.auto import tqdm
 

@@ -35,8 +35,8 @@ def test_strict_json_and_epoch_logs(tmp_path):
     assert json.loads(files.strict_json({"a": [1.0, float("nan")], "b": float("inf")})) == {"a": [1.0, None], "b": None}
     log = files.open_log(tmp_path / "log.csv", swept=("lr",))
     runs = [{"run": 0, "seed": 0, "lr": 0.1}, {"run": 1, "seed": 0, "lr": 0.2}]
-    log.write(runs, {"epoch": 1, "train_loss": [0.5, 0.6], "step_losses": [[0.5], [0.6]], "valid_loss": [float("nan"), 1.0],
-                     "valid_accuracy": [0.9, 0.8]})
+    log.write([(runs[0], {"epoch": 1, "train_loss": 0.5, "step_losses": [0.5], "valid_loss": float("nan"), "valid_accuracy": 0.9}),
+               (runs[1], {"epoch": 1, "train_loss": 0.6, "step_losses": [0.6], "valid_loss": 1.0, "valid_accuracy": 0.8})])
     log.close()
     assert (tmp_path / "log.csv").read_text().splitlines() == ["run,seed,lr,epoch,train_loss,valid_loss,valid_accuracy",
                                                                "0,0,0.1,1,0.5,,0.9", "1,0,0.2,1,0.6,1.0,0.8"]
