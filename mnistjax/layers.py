@@ -102,16 +102,16 @@ def layer(fn: Callable[..., Module]) -> Callable[..., Module]:
     return build
 
 
-def from_arch(arch: dict) -> Module:
-    """The module an architecture describes (``Module.arch``), built from ``LAYERS`` alone: nothing
-    named in it is imported or run but the built-in layers. Raises ValueError when it is not one."""
-    if not isinstance(arch, dict) or arch.get("layer") not in LAYERS:
+def from_arch(arch: dict, builders: dict[str, Callable[..., Module]] = LAYERS) -> Module:
+    """The module an architecture describes (``Module.arch``), built from ``builders`` (the built-in
+    layers) alone: nothing named in it is imported or run but those. Raises ValueError when it is not one."""
+    if not isinstance(arch, dict) or arch.get("layer") not in builders:
         name = arch.get("layer") if isinstance(arch, dict) else arch
-        raise ValueError(f"{str(name)[:40]!r} is not a layer; expected one of {', '.join(LAYERS)}")
-    build = LAYERS[arch["layer"]]
+        raise ValueError(f"{str(name)[:40]!r} is not a layer; expected one of {', '.join(builders)}")
+    build = builders[arch["layer"]]
     if "init" in arch:  # a function, never data: the saved arrays take its place
         raise ValueError(f"{arch['layer']}: init is not part of an architecture")
-    args = {k: _from_data(v) for k, v in arch.items() if k != "layer"}
+    args = {k: _from_data(v, builders) for k, v in arch.items() if k != "layer"}
     star = [p.name for p in inspect.signature(build).parameters.values() if p.kind is p.VAR_POSITIONAL]
     positional = args.pop(star[0], ()) if star else ()
     if not isinstance(positional, tuple):
@@ -122,11 +122,11 @@ def from_arch(arch: dict) -> Module:
         raise ValueError(str(e) if str(e).startswith(arch["layer"]) else f"{arch['layer']}: {e}") from None
 
 
-def _from_data(value):
+def _from_data(value, builders: dict[str, Callable[..., Module]]):
     if isinstance(value, dict):
-        return from_arch(value)
+        return from_arch(value, builders)
     if isinstance(value, list):
-        return tuple(_from_data(v) for v in value)
+        return tuple(_from_data(v, builders) for v in value)
     if value is not None and not isinstance(value, (bool, int, float, str)):
         raise ValueError(f"{value!r}: expected a number, a list or a layer")
     return value
@@ -258,16 +258,42 @@ def conv(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0, 
          init: Init = torch_init) -> Module:
     """``nn.Conv2d`` on channels-last images: (B, H, W, c_in) -> (B, H', W', c_out), H' = (H + 2·padding −
     kernel) // stride + 1, computed as patches + one matmul (im2col). w is (kernel·kernel·c_in, c_out)."""
+    return _conv(c_in, c_out, kernel, stride, padding, bias, init, by_xla=False)
+
+
+def _conv(c_in, c_out, kernel, stride, padding, bias, init, by_xla: bool) -> Module:
     _sizes("conv", c_in=c_in, c_out=c_out, kernel=kernel, stride=stride)
     _sizes("conv", 0, padding=padding)
     fan_in = c_in * kernel * kernel
     params = {"w": Param((fan_in, c_out), fan_in, init), **({"b": Param((c_out,), fan_in, init)} if bias else {})}
 
     def fn(p, x):
-        y = patches(x, kernel, stride, padding) @ p["w"]
+        if by_xla:  # w's rows are tap-major, as the patches are: HWIO reshaped
+            y = jax.lax.conv_general_dilated(x, p["w"].reshape(kernel, kernel, c_in, c_out), (stride, stride),
+                                             [(padding, padding)] * 2, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        else:
+            y = patches(x, kernel, stride, padding) @ p["w"]
         return y + p["b"] if bias else y
 
     return stateless(fn, params)
+
+
+def xla_convolutions(module: Module) -> Module | None:
+    """``module`` (built from its architecture) with every ``conv`` computed by XLA's own convolution,
+    ``lax.conv_general_dilated``: the same params, the same numbers up to rounding. None when it has
+    no convolution or no architecture. For a step compiled on its own (``training.fit``'s route on
+    the CPU, docs/speed.md): inside ``lax.scan`` XLA's CPU runs these convolutions on a slow path."""
+    def convs(arch):
+        return isinstance(arch, dict) and (arch.get("layer") == "conv" or any(convs(v) for v in arch.values())) \
+            or isinstance(arch, list) and any(convs(v) for v in arch)
+
+    if not convs(module.arch):
+        return None
+
+    def by_xla(c_in, c_out, kernel, stride=1, padding=0, bias=True):
+        return _conv(c_in, c_out, kernel, stride, padding, bias, torch_init, by_xla=True)
+
+    return from_arch(module.arch, {**LAYERS, "conv": by_xla})
 
 
 @layer

@@ -14,7 +14,9 @@ import optax
 
 from mnistjax.data.dataset import Data
 from mnistjax.errors import MnistjaxError
-from mnistjax.training import Learner, batch_indices, begin, check, is_many, train_epoch
+from mnistjax.preflight import check
+from mnistjax.batches import batch_indices
+from mnistjax.training import Learner, begin, is_many, train_epoch
 
 
 class LRFind(NamedTuple):

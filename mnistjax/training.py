@@ -1,4 +1,5 @@
-"""Training with SGD, the chapter's way but compiled: one ``lax.scan`` per epoch, data on the device.
+"""Training with SGD, the chapter's way but compiled: one ``lax.scan`` per epoch, data on the device
+(a convolutional net on the CPU: a compiled step a call, where XLA's convolutions are fastest).
 
 The book's pieces keep their names: ``calc_grad``, ``train_step``, ``train_epoch``, ``validate_epoch``
 and a Learner-like ``fit``. Everything is a function of explicit values: a ``TrainState`` (params,
@@ -7,7 +8,6 @@ model state, optimizer state), PRNG keys, the data and an epoch number.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,11 +23,13 @@ from jax.sharding import Mesh
 
 from mnistjax import layers, metrics
 from mnistjax.augment import Augment
+from mnistjax.batches import epoch_batches
 from mnistjax.data.dataset import Data
-from mnistjax.errors import MnistjaxError, expect_floats
+from mnistjax.errors import MnistjaxError
 from mnistjax.layers import Module
-from mnistjax.mesh import replicate, shard_runs, split_batch, to_host
 from mnistjax.losses import Task
+from mnistjax.mesh import replicate, shard_runs, split_batch, to_host
+from mnistjax.preflight import check
 
 
 
@@ -115,44 +117,26 @@ def train_step(ts: TrainState, xb, yb, learner: Learner, key=None, weights=None)
     return ts._replace(params=params, model_state=model_state, opt_state=opt_state, average=average), loss
 
 
-def batch_indices(key: jax.Array, n: int, batch_size: int, drop_last: bool = False,
-                  shuffle: bool = True) -> tuple[jax.Array, jax.Array]:
-    """An epoch's batches: indices (S, B) into range(n), in a fresh shuffle (range(n) itself unless
-    ``shuffle``), and weights (S, B), 1 for the examples the epoch trains on.
+def _step(learner: Learner, data: Data, model_key, ts: TrainState, batch):
+    """Step i of an epoch: ``batch`` is (what it trains on, weights (B,), i); its key ``fold_in(model_key, i)``."""
+    xy, w, i = batch
+    xb, yb = (data.x_train[xy], data.y_train[xy]) if learner.augment is None else xy
+    xb, yb, w = (split_batch(a, learner.mesh) for a in (xb, yb, w))
+    return train_step(ts, xb, yb, learner, jax.random.fold_in(model_key, i), w)
 
-    Every example appears exactly once with weight 1 (unless ``drop_last`` drops the last partial
-    batch). A partial last batch is filled up to B with the epoch's first examples, weighted 0: one
-    step to compile instead of two, and batch statistics (batch norm) still over real images.
-    """
-    order = jax.random.permutation(key, n) if shuffle else jnp.arange(n)
-    steps = n // batch_size if drop_last else -(-n // batch_size)
-    idx = jnp.resize(order, (steps, batch_size))  # cycles through the order to fill the last batch
-    return idx, (jnp.arange(steps * batch_size) < n).reshape(steps, batch_size).astype(jnp.float32)
+
+def _mean_loss(losses: jax.Array, weights: jax.Array) -> jax.Array:
+    counts = weights.sum(1)
+    return (losses * counts).sum() / counts.sum()
 
 
 def train_epoch(ts: TrainState, data_key, model_key, learner: Learner, data: Data, batches=None):
-    """One epoch: one scan over the epoch's ``batches`` (indices (S, B) into ``data.x_train`` and
-    weights (S, B); default: ``batch_indices`` from ``data_key``). ``data_key`` drives the order and
-    batch i's augmentation (``fold_in(data_key, i)``), ``model_key`` its randomness (dropout,
+    """One epoch: one scan over the steps of ``epoch_batches(data_key, learner, data, batches)``.
+    ``data_key`` drives the order and the augmentation, ``model_key`` step i's randomness (dropout,
     ``fold_in(model_key, i)``). Returns (TrainState, per-step losses (S,), the epoch's mean loss)."""
-    idx, weights = batches or batch_indices(data_key, data.x_train.shape[0], learner.batch_size, learner.drop_last,
-                                            learner.shuffle)
-    steps = jnp.arange(idx.shape[0])
-    xy = idx  # without augmentation each step gathers its rows: XLA fuses that gather into the first layer
-    if learner.augment is not None:  # augmented before the scan, all batches at once: inside a step XLA would
-        # fuse the augmentation into the first layer's patches and compute it again for every patch
-        keys = jax.vmap(partial(jax.random.fold_in, data_key))(steps)
-        xy = jax.vmap(learner.augment)(keys, data.x_train[idx], data.y_train[idx])
-
-    def step(ts, batch):
-        xy, w, i = batch
-        xb, yb = (data.x_train[xy], data.y_train[xy]) if learner.augment is None else xy
-        xb, yb, w = (split_batch(a, learner.mesh) for a in (xb, yb, w))
-        return train_step(ts, xb, yb, learner, jax.random.fold_in(model_key, i), w)
-
-    ts, losses = jax.lax.scan(step, ts, (xy, weights, steps))
-    counts = weights.sum(1)
-    return ts, losses, (losses * counts).sum() / counts.sum()
+    xy, weights = epoch_batches(data_key, learner, data, batches)
+    ts, losses = jax.lax.scan(partial(_step, learner, data, model_key), ts, (xy, weights, jnp.arange(weights.shape[0])))
+    return ts, losses, _mean_loss(losses, weights)
 
 
 @partial(jax.jit, static_argnames=("model", "chunk"))
@@ -191,83 +175,79 @@ def _compiled_epoch(learner: Learner, n_models: int | None):
     ``train_epoch`` with its keys folded with ``epoch`` (so a resumed run repeats it), then validation.
     Returns (TrainState, {"train_loss", "step_losses", "valid_loss", "valid_accuracy"}, validation
     logits); vmapped over a leading model axis when ``n_models`` (one data key with ``same_batches``).
-    Kept per learner, so fitting the same learner again (another seed, more epochs) reuses it."""
+    Kept per learner, so fitting the same learner again (another seed, more epochs) reuses it. A
+    ``_Steps`` epoch where ``_steps_model`` says so."""
+    fast = _steps_model(learner, n_models)
+    if fast is not None:
+        return _Steps.jitted(learner, fast)
+
     def epoch_fn(ts, data_key, model_key, epoch, data):
         lrn = learner.vary(ts.hyper) if ts.hyper else learner
         ts, step_losses, train_loss = train_epoch(ts, jax.random.fold_in(data_key, epoch),
                                                   jax.random.fold_in(model_key, epoch), lrn, data)
-        logits = predict(ts.eval_params, ts.model_state, data.x_valid, lrn.model)
-        return ts, {"train_loss": train_loss, "step_losses": step_losses, **scores(logits, data.y_valid, lrn.task)}, logits
+        return _validated(ts, step_losses, train_loss, lrn, data)
 
     if n_models:
         epoch_fn = jax.vmap(epoch_fn, in_axes=(0, None if learner.same_batches else 0, 0, None, None))
     return jax.jit(epoch_fn)
 
 
-def check(learner: Learner, data: Data, epochs: int, done: int = 0) -> None:
-    """The mistakes to catch before training, each a one-line error: the model's output width against
-    the task, a loss that is not per example, a batch larger than the data, fewer epochs than done.
-    Shapes come from ``jax.eval_shape``: nothing is computed."""
-    _check_data(data, max(learner.task.n_out, 2))
-    n = int(data.x_train.shape[0])
-    if not 1 <= learner.batch_size <= n:
-        raise MnistjaxError(f"{learner.batch_size}: expected 1 to {n}, the number of training images", param="batch_size")
-    if epochs < max(done, 1):
-        raise MnistjaxError(f"{epochs}: expected at least {max(done, 1)} (the epochs already done)", param="epochs")
-    # float32 params, gradients, two moments, and init's fan-ins and draws (one random call per init function)
-    need, have = 4 * 6 * layers.size(learner.model), _available_memory()
-    if need > have:
-        raise MnistjaxError(f"{layers.size(learner.model):,} parameters need {need / 2**30:,.1f} GiB for training, "
-                            f"more than the {have / 2**30:,.1f} GiB available on this device; expected a smaller model",
-                            param="model")
-    two = jax.ShapeDtypeStruct((2, *data.x_train.shape[1:]), data.x_train.dtype)
-    try:  # the model's own code, traced: whatever it raises is its error, named as such
-        params, state = jax.eval_shape(lambda k: layers.init(learner.model, k), jax.random.key(0))
-        out = jax.eval_shape(lambda p, s, x: learner.model.apply(p, s, x, None, False)[0], params, state, two)
-    except MemoryError:
-        raise
-    except (Exception, SystemExit) as e:
-        raise MnistjaxError(f"the model fails on a batch of 2 images ({type(e).__name__}: "
-                            f"{' '.join(str(e).split())[:200]}); expected (params, state) of arrays and "
-                            "apply(params, state, x, key, train) -> (logits, state)", param="model") from None
-    if not jnp.issubdtype(out.dtype, jnp.floating):
-        raise MnistjaxError(f"the model gives {out.dtype} outputs; expected float logits", param="model")
-    if out.shape != (2, learner.task.n_out):
-        raise MnistjaxError(f"the model gives outputs of shape {out.shape[1:]} per image; the task expects "
-                            f"({learner.task.n_out},) ({'one logit for mnist_loss' if learner.task.n_out == 1 else 'one logit per class'})",
-                            param="model")
-    each = jax.eval_shape(learner.task.loss, out, jax.ShapeDtypeStruct((2,), data.y_train.dtype))
-    if each.shape != (2,):
-        raise MnistjaxError(f"gives shape {each.shape} for a batch of 2; expected one loss per example, (2,)", param="loss")
+def _validated(ts: TrainState, step_losses, train_loss, learner: Learner, data: Data):
+    logits = predict(ts.eval_params, ts.model_state, data.x_valid, learner.model)
+    return ts, {"train_loss": train_loss, "step_losses": step_losses, **scores(logits, data.y_valid, learner.task)}, logits
 
 
-def _check_data(data: Data, n_classes: int) -> None:
-    """Float images, one integer label per image, each a class index below ``n_classes``: what the
-    trainer would otherwise read out of bounds or train on in silence."""
-    for split in ("train", "valid"):
-        x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
-        expect_floats(x, f"data.x_{split}")
-        if not jnp.issubdtype(y.dtype, jnp.integer) or y.shape != x.shape[:1]:
-            raise MnistjaxError(f"{y.dtype} of shape {y.shape}; expected integer class indices, one per image "
-                                f"({x.shape[0]},)", param=f"data.y_{split}")
-        labels = np.asarray(jax.device_get(y))  # on the host: two eager reductions would compile, at every start
-        lo, hi = int(labels.min()), int(labels.max())
-        if lo < 0 or hi >= n_classes:
-            raise MnistjaxError(f"labels from {lo} to {hi}; expected class indices 0 to {n_classes - 1} for this "
-                                "task (positions in its classes: for 3 vs 7, 3 -> 0 and 7 -> 1)", param=f"data.y_{split}")
+def _steps_model(learner: Learner, n_models: int | None) -> Module | None:
+    """The model to train a compiled step a call (``_Steps``) instead of in one scan, or None. On the
+    CPU with JAX 0.12 or later, a single model with convolutions: there XLA's own convolutions outside
+    a scan train faster than patches + matmul inside one (and inside a scan, slower; docs/speed.md)."""
+    if n_models or learner.mesh is not None or jax.default_backend() != "cpu" or _JAX < (0, 12):
+        return None
+    return layers.xla_convolutions(learner.model)
 
 
-def _available_memory() -> int:
-    """Bytes of memory free for training on the default device: an accelerator's limit less what is in
-    use, or the machine's available memory (MemAvailable: free and reclaimable, not the total)."""
-    stats = jax.local_devices()[0].memory_stats() or {}
-    if stats.get("bytes_limit"):
-        return stats["bytes_limit"] - stats.get("bytes_in_use", 0)
-    try:
-        with open("/proc/meminfo") as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
-    except (OSError, StopIteration):
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+_JAX = tuple(int(part) for part in jax.__version__.split(".")[:2])
+
+
+class _Steps(NamedTuple):
+    """An epoch as a Python loop over a compiled step, the numbers of ``_compiled_epoch``'s scan up to
+    rounding: ``begin`` (keys and batches), ``step`` (step i), ``end`` (mean loss and validation).
+    The calls are dispatched ahead of the work: the loop waits for none of them."""
+
+    begin: Callable
+    step: Callable
+    end: Callable
+
+    @classmethod
+    def jitted(cls, learner: Learner, model: Module) -> _Steps:
+        fast = learner._replace(model=model)
+
+        def begin(data_key, model_key, epoch, data):
+            return (*epoch_batches(jax.random.fold_in(data_key, epoch), learner, data), jax.random.fold_in(model_key, epoch))
+
+        def step(ts, losses, xy, weights, model_key, i, data):
+            ts, loss = _step(fast, data, model_key, ts, (jax.tree.map(lambda a: a[i], xy), weights[i], i))
+            return ts, losses.at[i].set(loss)
+
+        def end(ts, losses, weights, data):
+            return _validated(ts, losses, _mean_loss(losses, weights), learner, data)
+
+        return cls(jax.jit(begin), jax.jit(step), jax.jit(end))
+
+    def compile(self, ts, data_key, model_key, epoch, data) -> _Steps:
+        """The three programs for these arguments (arrays or their shapes), compiled side by side."""
+        xy, weights, key = jax.eval_shape(self.begin, data_key, model_key, epoch, data)
+        losses = jax.ShapeDtypeStruct(weights.shape[:1], jnp.float32)
+        args = ((data_key, model_key, epoch, data), (ts, losses, xy, weights, key, 0, data), (ts, losses, weights, data))
+        with ThreadPoolExecutor(len(self)) as pool:
+            return _Steps(*pool.map(lambda f, a: f.lower(*a).compile(), self, args))
+
+    def __call__(self, ts, data_key, model_key, epoch, data):
+        xy, weights, key = self.begin(data_key, model_key, epoch, data)
+        losses = jnp.zeros(weights.shape[:1], jnp.float32)
+        for i in range(len(losses)):
+            ts, losses = self.step(ts, losses, xy, weights, key, i, data)
+        return self.end(ts, losses, weights, data)
 
 
 def is_many(key: jax.Array) -> bool:
@@ -295,7 +275,8 @@ def _ready(learner: Learner, data: Data, key: jax.Array, start: TrainState | Non
 
     def compiled(*args):  # the program for these arguments (arrays or their shapes), and the seconds it took
         t0 = time.perf_counter()
-        return epoch_fn.lower(*args).compile(), time.perf_counter() - t0
+        program = epoch_fn.compile(*args) if isinstance(epoch_fn, _Steps) else epoch_fn.lower(*args).compile()
+        return program, time.perf_counter() - t0
 
     if learner.mesh is None:  # the epoch compiles from the shapes alone while init draws the params: two at once
         with ThreadPoolExecutor(1) as pool:

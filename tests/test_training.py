@@ -10,9 +10,10 @@ import pytest
 
 from mnistjax import augment, data, layers, losses, lr_finder, models, training
 from mnistjax.errors import MnistjaxError
-from mnistjax.sgd import sgd
+from mnistjax.batches import batch_indices
 from mnistjax.data import data_from
-from mnistjax.training import (Learner, TrainState, batch_indices, calc_grad, fit, init, init_many, predict, train_epoch,
+from mnistjax.sgd import sgd
+from mnistjax.training import (Learner, TrainState, calc_grad, fit, init, init_many, predict, train_epoch,
                                train_step)
 
 
@@ -77,6 +78,26 @@ def test_one_scanned_epoch_equals_a_python_loop(d37):
         ts, loss = train_step(ts, d37.x_train[rows], d37.y_train[rows], learner)
         np.testing.assert_allclose(step_losses[i], loss, rtol=1e-5)
     chex.assert_trees_all_close(scanned, ts, rtol=1e-5, atol=1e-6)
+
+
+def test_a_convolutional_epoch_a_step_a_call_equals_the_scan(d37):
+    """fit's route for a convolutional net on the CPU with JAX >= 0.12: XLA's own convolutions, a
+    compiled step a call. The same keys, batches, augmentation and dropout as the scanned epoch, the
+    same numbers up to rounding (here on any JAX)."""
+    L = layers
+    model = L.sequential(L.reshape(28, 28, 1), L.conv(1, 4, 3, 2, 1, bias=False), L.batch_norm(4), L.relu(),
+                         L.residual(L.conv(4, 4, 3, padding=1)), L.dropout(0.2), L.flatten(), L.dense(14 * 14 * 4, 1))
+    fast = L.xla_convolutions(model)
+    assert L.xla_convolutions(models.simple_net()) is None
+    learner = Learner(model, losses.binary, optax.adam(1e-2), batch_size=300, augment=augment.random_shift(2))
+    ts, key = init(learner, jax.random.key(0)), jax.random.key(5)
+    chex.assert_trees_all_close(fast.apply(ts.params, ts.model_state, d37.x_valid, None, False),
+                                model.apply(ts.params, ts.model_state, d37.x_valid, None, False), rtol=1e-4, atol=1e-5)
+    folded = jax.random.fold_in(key, 3)
+    scanned, losses_, _ = jax.jit(lambda ts: train_epoch(ts, folded, folded, learner, d37))(ts)
+    stepped, stats, _ = training._Steps.jitted(learner, fast)(ts, key, key, 3, d37)
+    np.testing.assert_allclose(stats["step_losses"], losses_, rtol=1e-4)
+    chex.assert_trees_all_close(stepped, scanned, rtol=1e-3, atol=1e-5)
 
 
 def test_unshuffled_epoch_walks_the_data_in_order_as_the_book(d37):
@@ -317,7 +338,7 @@ def test_augmented_batches_are_those_of_each_step_alone(d37):
     """train_epoch augments all batches before its scan: the same batches, keys and losses as step by step."""
     learner = Learner(models.simple_net(), losses.binary, optax.sgd(0.1), augment=augment.random_shift(2))
     ts = init(learner, jax.random.key(0))
-    idx, weights = training.batch_indices(jax.random.key(1), 512, 128)
+    idx, weights = batch_indices(jax.random.key(1), 512, 128)
     data_key, model_key = jax.random.key(2), jax.random.key(3)
     _, scanned, _ = training.train_epoch(ts, data_key, model_key, learner, d37, (idx, weights))
     one_by_one = []
