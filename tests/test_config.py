@@ -40,7 +40,7 @@ def test_every_recipe_is_a_valid_config():
     assert {"linear", "simple_net", "cnn", "mlp10", "cnn10", "fast99"} <= set(names) and all(names.values())
     for name in names:
         assert isinstance(config.recipe(name), RunConfig)
-    with pytest.raises(MnistjaxError, match="recipe: 'nope': no such recipe; expected one of best, cnn, "):
+    with pytest.raises(MnistjaxError, match="recipe: 'nope': no such recipe; expected one of best, best_gpu, cnn, "):
         config.recipe("nope")
 
 
