@@ -140,7 +140,7 @@ def _knn_reference(train, labels, test, k, distance, weighted):
     if distance == "l2":
         d = np.sqrt((a**2).sum(1)[:, None] + (b**2).sum(1)[None] - 2 * a @ b.T)
     elif distance == "l1":
-        d = np.abs(a[:, None] - b[None]).sum(-1)
+        d = np.stack([np.abs(row - b).sum(-1) for row in a])  # a row at a time: (N, M, D) int64 would be gigabytes
     else:
         d = 1 - a @ b.T / (np.linalg.norm(a, axis=1)[:, None] * np.linalg.norm(b, axis=1)[None])
     idx = np.argsort(d, 1, kind="stable")[:, :k]

@@ -89,8 +89,9 @@ def test_a_convolutional_epoch_a_step_a_call_equals_the_scan(d37):
                          L.residual(L.conv(4, 4, 3, padding=1)), L.dropout(0.2), L.flatten(), L.dense(14 * 14 * 4, 1))
     fast = L.xla_convolutions(model)
     assert L.xla_convolutions(models.simple_net()) is None
-    learner = Learner(model, losses.binary, optax.adam(1e-2), batch_size=300, augment=augment.random_shift(2))
+    learner = Learner(model, losses.binary, optax.adam(1e-2), batch_size=100, augment=augment.random_shift(2))
     ts, key = init(learner, jax.random.key(0)), jax.random.key(5)
+    d37 = d37._replace(x_train=d37.x_train[:250], y_train=d37.y_train[:250])  # 3 steps, the last partial
     chex.assert_trees_all_close(fast.apply(ts.params, ts.model_state, d37.x_valid, None, False),
                                 model.apply(ts.params, ts.model_state, d37.x_valid, None, False), rtol=1e-4, atol=1e-5)
     folded = jax.random.fold_in(key, 3)
