@@ -197,16 +197,16 @@ def _validated(ts: TrainState, step_losses, train_loss, learner: Learner, data: 
     return ts, {"train_loss": train_loss, "step_losses": step_losses, **scores(logits, data.y_valid, learner.task)}, logits
 
 
+_JAX = tuple(int(part) for part in jax.__version__.split(".")[:2])
+
+
 def _steps_model(learner: Learner, n_models: int | None) -> Module | None:
     """The model to train a compiled step a call (``_Steps``) instead of in one scan, or None. On the
     CPU with JAX 0.12 or later, a single model with convolutions: there XLA's own convolutions outside
     a scan train faster than patches + matmul inside one (and inside a scan, slower; docs/speed.md)."""
-    if n_models or learner.mesh is not None or jax.default_backend() != "cpu" or _JAX < (0, 12):
+    if n_models or learner.mesh is not None or learner.vary or jax.default_backend() != "cpu" or _JAX < (0, 12):
         return None
     return layers.xla_convolutions(learner.model)
-
-
-_JAX = tuple(int(part) for part in jax.__version__.split(".")[:2])
 
 
 class _Steps(NamedTuple):
