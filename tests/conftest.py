@@ -39,6 +39,19 @@ def _sandbox(tmp_path_factory):
     mp.undo()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _release_programs():
+    """After each test file, the compiled programs held in memory go (a worker otherwise keeps every
+    one it ever compiled, gigabytes by the end); one needed again comes back from the cache above."""
+    yield
+    import gc
+
+    import jax
+
+    jax.clear_caches()
+    gc.collect()
+
+
 def _require(path: Path) -> Path:
     if not path.exists():
         if os.environ.get("MNISTJAX_REQUIRE_DATA"):
