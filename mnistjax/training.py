@@ -211,8 +211,8 @@ def _steps_model(learner: Learner, n_models: int | None) -> Module | None:
 
 class _Steps(NamedTuple):
     """An epoch as a Python loop over a compiled step, the numbers of ``_compiled_epoch``'s scan up to
-    rounding: ``begin`` (keys and batches), ``step`` (step i), ``end`` (mean loss and validation).
-    The calls are dispatched ahead of the work: the loop waits for none of them."""
+    rounding: ``begin`` (batches, key, an empty loss per step), ``step`` (step i), ``end`` (mean loss
+    and validation). The calls are dispatched ahead of the work: the loop waits for none of them."""
 
     begin: Callable
     step: Callable
@@ -223,7 +223,8 @@ class _Steps(NamedTuple):
         fast = learner._replace(model=model)
 
         def begin(data_key, model_key, epoch, data):
-            return (*epoch_batches(jax.random.fold_in(data_key, epoch), learner, data), jax.random.fold_in(model_key, epoch))
+            xy, weights = epoch_batches(jax.random.fold_in(data_key, epoch), learner, data)
+            return xy, weights, jax.random.fold_in(model_key, epoch), jnp.zeros(weights.shape[:1])
 
         def step(ts, losses, xy, weights, model_key, i, data):
             ts, loss = _step(fast, data, model_key, ts, (jax.tree.map(lambda a: a[i], xy), weights[i], i))
@@ -236,15 +237,14 @@ class _Steps(NamedTuple):
 
     def compile(self, ts, data_key, model_key, epoch, data) -> _Steps:
         """The three programs for these arguments (arrays or their shapes), compiled side by side."""
-        xy, weights, key = jax.eval_shape(self.begin, data_key, model_key, epoch, data)
-        losses = jax.ShapeDtypeStruct(weights.shape[:1], jnp.float32)
-        args = ((data_key, model_key, epoch, data), (ts, losses, xy, weights, key, 0, data), (ts, losses, weights, data))
-        with ThreadPoolExecutor(len(self)) as pool:
-            return _Steps(*pool.map(lambda f, a: f.lower(*a).compile(), self, args))
+        begin = self.begin.lower(data_key, model_key, epoch, data)
+        xy, weights, key, losses = begin.out_info
+        lowered = (begin, self.step.lower(ts, losses, xy, weights, key, 0, data), self.end.lower(ts, losses, weights, data))
+        with ThreadPoolExecutor(len(lowered)) as pool:
+            return _Steps(*pool.map(lambda low: low.compile(), lowered))
 
     def __call__(self, ts, data_key, model_key, epoch, data):
-        xy, weights, key = self.begin(data_key, model_key, epoch, data)
-        losses = jnp.zeros(weights.shape[:1], jnp.float32)
+        xy, weights, key, losses = self.begin(data_key, model_key, epoch, data)
         for i in range(len(losses)):
             ts, losses = self.step(ts, losses, xy, weights, key, i, data)
         return self.end(ts, losses, weights, data)

@@ -13,6 +13,7 @@ Each target prints ✓ or ✗ with its figures; the exit status is 1 when one is
 one line when no accelerator is visible.
 """
 
+import argparse
 import os
 import runpy
 import statistics
@@ -25,10 +26,6 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 import jax  # noqa: E402  (after the allocator setting, which is read when jax starts its backend)
 
 BENCH = Path(__file__).with_name("bench.py")
-
-
-def _arg(name: str, default: str) -> str:
-    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv[:-1] else default
 
 
 def targets(data_dir: str) -> bool:
@@ -58,9 +55,13 @@ def main() -> int:
               "on a machine with an accelerator", file=sys.stderr)
         return 2
     print(f"jax {jax.__version__}: {len(devices)} x {devices[0].device_kind} ({devices[0].platform})", flush=True)
-    met = targets(_arg("--data-dir", "../shared/data/mnist"))
-    if "--targets-only" not in sys.argv:
-        sys.argv = [str(BENCH), *[a for a in sys.argv[1:] if a != "--targets-only"]]
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default="../shared/data/mnist")
+    p.add_argument("--targets-only", action="store_true", help="skip bench.py's table")
+    args, rest = p.parse_known_args()  # the rest (--json OUT, ...) is bench.py's
+    met = targets(args.data_dir)
+    if not args.targets_only:
+        sys.argv = [str(BENCH), "--data-dir", args.data_dir, *rest]
         runpy.run_path(str(BENCH), run_name="__main__")
     return 0 if met else 1
 
