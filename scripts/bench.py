@@ -162,7 +162,8 @@ def time_to_accuracy(data_dir: str, seeds: list[int], recipe: str = "fast99") ->
 def torch_fast99(d: Data, seeds: list[int]) -> list[dict] | None:
     """The fast99 recipe in PyTorch eager, as PyTorch users write it (None without torch, the bench extra):
     the same net, Adam lr 0.01 betas (0.7, 0.9), OneCycleLR without momentum cycling, batch 192, one
-    shuffled epoch over the whole dataset as one tensor. Training seconds and test accuracy per seed."""
+    shuffled epoch over the whole dataset as one tensor. Seconds (the epoch and the test set's evaluation,
+    as ``fit`` counts them) and test accuracy per seed."""
     try:
         import torch
     except ImportError:
@@ -186,9 +187,9 @@ def torch_fast99(d: Data, seeds: list[int]) -> list[dict] | None:
             loss.backward()
             opt.step()
             sched.step()
+        with torch.no_grad():  # timed too, as fit's validation is: 500 images at a time, as ours (faster than all at once)
+            accuracy = (torch.cat([net.eval()(chunk) for chunk in xv.split(500)]).argmax(1) == yv).float().mean().item()
         seconds = time.perf_counter() - t
-        with torch.no_grad():
-            accuracy = (net.eval()(xv).argmax(1) == yv).float().mean().item()
         rows.append({"seed": seed, "train_seconds": seconds, "test_accuracy": accuracy})
     return rows
 

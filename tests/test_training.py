@@ -99,6 +99,7 @@ def test_a_convolutional_epoch_a_step_a_call_equals_the_scan(d37):
     stepped, stats, _ = training._Steps.jitted(learner, fast)(ts, key, key, 3, d37)
     np.testing.assert_allclose(stats["step_losses"], losses_, rtol=1e-4)
     chex.assert_trees_all_close(stepped, scanned, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(stats["valid_loss"], training.validate_epoch(stepped, learner, d37)["valid_loss"], rtol=1e-4)
 
 
 def test_unshuffled_epoch_walks_the_data_in_order_as_the_book(d37):
