@@ -176,16 +176,16 @@ def _compiled_epoch(learner: Learner, n_models: int | None):
     Returns (TrainState, {"train_loss", "step_losses", "valid_loss", "valid_accuracy"}, validation
     logits); vmapped over a leading model axis when ``n_models`` (one data key with ``same_batches``).
     Kept per learner, so fitting the same learner again (another seed, more epochs) reuses it. A
-    ``_Steps`` epoch where ``_steps_model`` says so."""
-    fast = _steps_model(learner, n_models)
-    if fast is not None:
+    ``_Steps`` epoch where ``_cpu_convolutions`` allows it and JAX is 0.12 or later."""
+    fast = _cpu_convolutions(learner, n_models)
+    if fast is not None and _JAX >= (0, 12):
         return _Steps.jitted(learner, fast)
 
     def epoch_fn(ts, data_key, model_key, epoch, data):
         lrn = learner.vary(ts.hyper) if ts.hyper else learner
         ts, step_losses, train_loss = train_epoch(ts, jax.random.fold_in(data_key, epoch),
                                                   jax.random.fold_in(model_key, epoch), lrn, data)
-        return _validated(ts, step_losses, train_loss, lrn, data)
+        return _validated(ts, step_losses, train_loss, lrn if fast is None else lrn._replace(model=fast), data)
 
     if n_models:
         epoch_fn = jax.vmap(epoch_fn, in_axes=(0, None if learner.same_batches else 0, 0, None, None))
@@ -200,11 +200,12 @@ def _validated(ts: TrainState, step_losses, train_loss, learner: Learner, data: 
 _JAX = tuple(int(part) for part in jax.__version__.split(".")[:2])
 
 
-def _steps_model(learner: Learner, n_models: int | None) -> Module | None:
-    """The model to train a compiled step a call (``_Steps``) instead of in one scan, or None. On the
-    CPU with JAX 0.12 or later, a single model with convolutions: there XLA's own convolutions outside
-    a scan train faster than patches + matmul inside one (and inside a scan, slower; docs/speed.md)."""
-    if n_models or learner.mesh is not None or learner.vary or jax.default_backend() != "cpu" or _JAX < (0, 12):
+def _cpu_convolutions(learner: Learner, n_models: int | None) -> Module | None:
+    """The model with XLA's own convolutions (``layers.xla_convolutions``), or None: on the CPU, for a
+    single model with convolutions. Outside a scan they evaluate faster than patches + matmul on any
+    JAX and, from JAX 0.12, train faster (a compiled step a call, ``_Steps``); inside a scan they train
+    slower (docs/speed.md)."""
+    if n_models or learner.mesh is not None or learner.vary or jax.default_backend() != "cpu":
         return None
     return layers.xla_convolutions(learner.model)
 
