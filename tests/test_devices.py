@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from tests_helpers import run_cli
+from tests_helpers import forced_devices, run_cli
 
 # JAX_PLATFORMS=cpu: on a machine with a GPU, jax.devices() would otherwise be the GPU alone
-EIGHT = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
+EIGHT = {**forced_devices(8), "JAX_PLATFORMS": "cpu"}
 
 SAME_PARAMS = """
 import jax, optax, numpy as np
@@ -79,7 +79,7 @@ def test_two_processes_give_the_json_of_one(what):
     zero, one = _processes(args)
     assert zero.returncode == one.returncode == 0, zero.stderr[-2000:] + one.stderr[-2000:]
     assert one.stdout == "" and "[Gloo]" not in zero.stdout and "mnistjax: process 1 of 2" in one.stderr
-    alone = run_cli(*args, "--devices", "all", env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    alone = run_cli(*args, "--devices", "all", env=forced_devices(2))
     timings = ("compile_seconds", "train_seconds")
     got, want = json.loads(zero.stdout), json.loads(alone.stdout)
     assert {k: v for k, v in got.items() if k not in timings} == {k: v for k, v in want.items() if k not in timings}
@@ -125,7 +125,7 @@ def test_two_processes_resume_from_a_checkpoint_as_one_does(tmp_path):
     resumed = _processes([*args, "--epochs", "3", "--resume"])
     assert all(p.returncode == 0 for p in first + resumed), resumed[0].stderr[-2000:] + resumed[1].stderr[-2000:]
     alone = run_cli(*args[:-2], "--epochs", "3", "--devices", "all", "--json",
-                    env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+                    env=forced_devices(2))
     timings = ("compile_seconds", "train_seconds")
     got, want = json.loads(resumed[0].stdout), json.loads(alone.stdout)
     assert [r["history"] for r in got["runs"]] == [r["history"] for r in want["runs"]]
@@ -152,5 +152,5 @@ def test_distributed_auto_reads_the_job_from_slurm():
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:]
     alone = run_cli("train", "--dataset", "tiny", "--epochs", "2", "--json", "--devices", "all",
-                    env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+                    env=forced_devices(2))
     assert json.loads(outs[0][0])["history"] == json.loads(alone.stdout)["history"] and outs[1][0] == ""

@@ -11,6 +11,7 @@ import pytest
 from mnistjax import config, experiment, losses, sweeps
 from mnistjax.config import RunConfig
 from mnistjax.errors import MnistjaxError
+from tests_helpers import forced_devices
 from tests_helpers import run_cli as mnistjax
 
 
@@ -153,7 +154,7 @@ def test_tensorboard_runs_hold_scalars_and_hyperparameters(tmp_path):
 def test_eight_cpu_devices_train_the_runs_as_one_does(tmp_path):
     args = ["train", "--dataset", "tiny", "--epochs", "2", "--opt", "adamw", "--sweep", "lr=1e-3,1e-2,3e-2",
             "--sweep", "opt.weight_decay=0,0.01", "--seeds", "0,1", "--json"]
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    env = {**os.environ, **forced_devices(8)}
     eight = json.loads(mnistjax(*args, "--devices", "8", env=env).stdout)
     one = json.loads(mnistjax(*args, env=env).stdout)
     assert eight["config"]["devices"] == 8 and len(eight["runs"]) == 12  # 12 runs padded to 16: two per device

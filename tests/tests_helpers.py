@@ -19,6 +19,12 @@ JAX_SETTINGS = ("jax_enable_compilation_cache", "jax_compilation_cache_dir", "ja
                 "jax_persistent_cache_min_entry_size_bytes")
 
 
+def forced_devices(n: int) -> dict:
+    """The environment of a process with N CPU devices: XLA_FLAGS as this process has them (the suite's
+    compile settings), and XLA's forced host device count."""
+    return {"XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}".strip()}
+
+
 def run_cli(*args, env=None, check_rc=0, process=False):
     """Run the CLI with ARGS and assert its exit code (None: any). In this process (``cli.main``, its
     output captured, ``env`` set for the call: no interpreter and JAX to start, the programs compiled
