@@ -202,9 +202,9 @@ _JAX = tuple(int(part) for part in jax.__version__.split(".")[:2])
 
 def _cpu_convolutions(learner: Learner, n_models: int | None) -> Module | None:
     """The model with XLA's own convolutions (``layers.xla_convolutions``), or None: on the CPU, for a
-    single model with convolutions. Outside a scan they evaluate faster than patches + matmul on any
-    JAX and, from JAX 0.12, train faster (a compiled step a call, ``_Steps``); inside a scan they train
-    slower (docs/speed.md)."""
+    single model with convolutions. They validate faster than patches + matmul on any JAX and, from
+    JAX 0.12, train faster outside a scan (a compiled step a call, ``_Steps``); inside the training
+    scan, slower (docs/speed.md)."""
     if n_models or learner.mesh is not None or learner.vary or jax.default_backend() != "cpu":
         return None
     return layers.xla_convolutions(learner.model)
@@ -231,7 +231,7 @@ class _Steps(NamedTuple):
             ts, loss = _step(fast, data, model_key, ts, (jax.tree.map(lambda a: a[i], xy), weights[i], i))
             return ts, losses.at[i].set(loss)
 
-        def end(ts, losses, weights, data):  # validation by XLA's convolutions too: twice as fast as patches
+        def end(ts, losses, weights, data):  # validated by XLA's convolutions too
             return _validated(ts, losses, _mean_loss(losses, weights), fast, data)
 
         return cls(jax.jit(begin), jax.jit(step), jax.jit(end))
