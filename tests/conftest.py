@@ -4,6 +4,7 @@ Tests that need the full data skip when it is absent, unless MNISTJAX_REQUIRE_DA
 does), in which case a missing file is a failure.
 """
 
+import contextlib
 import os
 import tarfile
 from pathlib import Path
@@ -48,14 +49,18 @@ def _sandbox(tmp_path_factory):
 @pytest.fixture(autouse=True, scope="module")
 def _release_programs():
     """After each test file, the compiled programs held in memory go (a worker otherwise keeps every
-    one it ever compiled, gigabytes by the end); one needed again comes back from the cache above."""
+    one it ever compiled, gigabytes by the end); one needed again comes back from the cache above.
+    Then the C heap's free pages go back to the system (glibc keeps a large array's freed pages)."""
     yield
+    import ctypes
     import gc
 
     import jax
 
     jax.clear_caches()
     gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to give back this way
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _require(path: Path) -> Path:
