@@ -359,7 +359,8 @@ def batch_norm(features: int, momentum: float = 0.1, eps: float = 1e-5) -> Modul
                  "var": (1 - momentum) * s["var"] + momentum * jax.lax.stop_gradient(var) * n / max(n - 1, 1)}
         else:
             mean, var = s["mean"], s["var"]
-        return (x - mean) * jax.lax.rsqrt(var + eps) * p["scale"] + p["bias"], s
+        a = jax.lax.rsqrt(var + eps) * p["scale"]  # one multiply-add a value: its gradient is fewer passes over x
+        return x * a + (p["bias"] - mean * a), s
 
     return Module(params, state, apply)
 
