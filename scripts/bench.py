@@ -19,9 +19,11 @@ the persistent compilation cache, and the test accuracy it reached.
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -286,6 +288,22 @@ def _parting(ones: list[dict], eights: list[dict]) -> dict:
     return out
 
 
+def machine() -> str:
+    """The CPU the figures come from: its model, cores and widest vector units (fast99's ranking against
+    PyTorch turned between two 2-core machines of one kind, docs/speed.md)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux
+        return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+    def field(name):
+        return next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith(name)), "")
+
+    flags = set(field("flags").split())
+    units = [u for u in ("avx512f", "avx2", "amx_tile") if u in flags]
+    return f"{field('model name') or platform.machine()}, {os.cpu_count()} cores, {' '.join(units) or 'no AVX2'}"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default="../shared/data/mnist")
@@ -295,7 +313,7 @@ def main() -> None:
     args = p.parse_args()
     ds = data.load_dir(args.data_dir)
     peak = matmul_peak(2048 if jax.default_backend() == "cpu" else 8192)  # an accelerator needs a bigger product to fill
-    result = {"device": str(jax.devices()[0]), "matmul_peak_gflop_per_s": peak,
+    result = {"device": str(jax.devices()[0]), "machine": machine(), "matmul_peak_gflop_per_s": peak,
               "matmul_256x784x30_gflop_per_s": matmul_peak(256, 30, 784), "rows": []}
     d37, d10 = data_from(data.mnist_sample(ds, (3, 7))), data_from(data.mnist_sample(ds, range(10)))
     workloads = {
@@ -319,7 +337,7 @@ def main() -> None:
         if not args.only or name.split()[0] in args.only:
             result["rows"].append(train_row(name, learner, d, epochs, args.repeats, peak))
             print(json.dumps(result["rows"][-1]), flush=True)
-    print(f"\ndevice {result['device']}; float32 matmul peak {peak:.0f} GFLOP/s "
+    print(f"\ndevice {result['device']} ({result['machine']}); float32 matmul peak {peak:.0f} GFLOP/s "
           f"({result['matmul_256x784x30_gflop_per_s']:.0f} at 256x784 @ 784x30)")
     print(f"{'workload':<32} {'compile s':>9} {'train s':>8} {'ex/s':>10} {'GFLOP/s':>8} {'% peak':>7} {'loop s':>7} {'speedup':>8}")
     for r in result["rows"]:
