@@ -301,7 +301,7 @@ def test_kill_9_at_random_points_then_resume_ends_like_an_uninterrupted_run(tmp_
 
 
 def test_ctrl_c_at_random_points_of_run_exits_130_at_once(tmp_path):
-    interrupted = 0
+    interrupted, runs = 0, []
     for delay in (RNG.uniform(0.5, 3), RNG.uniform(3, 9)):
         proc = start_cli("run", "--dataset", "tiny", "--compile-cache", str(tmp_path / "xla"), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE)
@@ -309,12 +309,13 @@ def test_ctrl_c_at_random_points_of_run_exits_130_at_once(tmp_path):
         t = time.monotonic()
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
+        runs.append((round(delay, 2), proc.returncode, round(time.monotonic() - t, 2), err[-300:]))
         if proc.returncode == 0:
             continue  # it had finished already
         interrupted += 1
         assert time.monotonic() - t < 2 and "Traceback" not in err, err
         assert proc.returncode in (130, -signal.SIGINT), err  # -SIGINT: interrupted while Python was starting
-    assert interrupted, "both runs finished before Ctrl-C: the first comes within 3 s, before any run can be done"
+    assert interrupted, f"both runs finished before Ctrl-C: the first comes within 3 s, before any run can be done: {runs}"
 
 
 # Output paths, checked before any work starts.
