@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mnistjax import xla_conv
+
 # (key, shape, fan_in) -> float32 array of that shape; fan_in is an array broadcast to shape.
 Init = Callable[[jax.Array, tuple[int, ...], jax.Array], jax.Array]
 
@@ -269,7 +271,7 @@ def _conv(c_in, c_out, kernel, stride, padding, bias, init, by_xla: bool) -> Mod
 
     def fn(p, x):
         if by_xla:  # w's rows are tap-major, as the patches are: HWIO reshaped
-            y = xla_conv(x, p["w"].reshape(kernel, kernel, c_in, c_out), stride, padding)
+            y = xla_conv.conv(x, p["w"].reshape(kernel, kernel, c_in, c_out), stride, padding)
         else:
             y = patches(x, kernel, stride, padding) @ p["w"]
         return y + p["b"] if bias else y
@@ -277,43 +279,9 @@ def _conv(c_in, c_out, kernel, stride, padding, bias, init, by_xla: bool) -> Mod
     return stateless(fn, params)
 
 
-def _lax_conv(x, w, stride, padding):
-    return jax.lax.conv_general_dilated(x, w, (stride, stride), [(padding, padding)] * 2,
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-
-# Bytes of input and output gradient in one chunk's weight-gradient convolution: small enough for a
-# core's cache, few enough chunks to compile quickly (each is a convolution of its own in the program).
-_CHUNK_BYTES = 1 << 20
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def xla_conv(x: jax.Array, w: jax.Array, stride: int, padding: int) -> jax.Array:
-    """XLA's convolution of (B, H, W, C) by HWIO weights, its weight gradient summed over chunks of
-    the batch: on the CPU, XLA's weight gradient of a whole batch at once is the slowest part of a
-    convolutional step, and chunks whose rows fit a core's cache run faster (docs/speed.md)."""
-    return _lax_conv(x, w, stride, padding)
-
-
-def _xla_conv_fwd(x, w, stride, padding):
-    return _lax_conv(x, w, stride, padding), (x, w)
-
-
-def _xla_conv_bwd(stride, padding, residuals, g):
-    x, w = residuals
-    dx = jax.vjp(lambda x: _lax_conv(x, w, stride, padding), x)[1](g)[0]
-    rows = max(1, _CHUNK_BYTES // ((x[0].size + g[0].size) * x.dtype.itemsize))
-    dw = sum(jax.vjp(lambda w: _lax_conv(x[i:i + rows], w, stride, padding), w)[1](g[i:i + rows])[0]
-             for i in range(0, x.shape[0], rows))
-    return dx, dw
-
-
-xla_conv.defvjp(_xla_conv_fwd, _xla_conv_bwd)
-
-
 def xla_convolutions(module: Module) -> Module | None:
-    """``module`` (built from its architecture) with every ``conv`` computed by XLA's own convolution,
-    ``lax.conv_general_dilated``: the same params, the same numbers up to rounding. None when it has
+    """``module`` (built from its architecture) with every ``conv`` computed by XLA's own convolution
+    (``xla_conv.conv``): the same params, the same numbers up to rounding. None when it has
     no convolution or no architecture. For a step compiled on its own (``training.fit``'s route on
     the CPU, docs/speed.md): inside ``lax.scan`` XLA's CPU runs these convolutions on a slow path."""
     def convs(arch):
