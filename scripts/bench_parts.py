@@ -18,9 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from mnistjax import layers
-
-DN = ("NHWC", "HWIO", "NHWC")
+from mnistjax import layers, xla_conv
 
 
 def per_call_ms(call, n: int = 50) -> float:
@@ -33,8 +31,9 @@ def per_call_ms(call, n: int = 50) -> float:
 
 
 def jax_parts(b: int, rng) -> dict:
-    """(name -> a call) for JAX: each convolution by XLA (fit's route on JAX 0.12) and by patches + one
-    matmul (``layers.conv``, the scan's), and batch norm + ReLU as ``layers.batch_norm`` computes it."""
+    """(name -> a call) for JAX: each convolution by XLA (``lax.conv_general_dilated``), by XLA with the
+    weight gradient in chunks (``xla_conv.conv``: fit's route on JAX 0.12) and by patches + one matmul
+    (``layers.conv``, the scan's), and batch norm + ReLU as ``layers.batch_norm`` computes it."""
     x1, w1 = rng.standard_normal((b, 28, 28, 1), np.float32), rng.standard_normal((5, 5, 1, 24), np.float32)
     x2, w2 = rng.standard_normal((b, 12, 12, 24), np.float32), rng.standard_normal((3, 3, 24, 32), np.float32)
 
@@ -42,8 +41,8 @@ def jax_parts(b: int, rng) -> dict:
         g = jax.jit(jax.grad(lambda x, w: f(x, w).sum(), (0, 1)))
         return lambda: g(x, w)
 
-    def xla(stride):
-        return lambda x, w: jax.lax.conv_general_dilated(x, w, (stride, stride), "VALID", dimension_numbers=DN)
+    def xla(stride, conv=xla_conv.lax_conv):
+        return lambda x, w: conv(x, w, stride, 0)
 
     def im2col(stride):
         return lambda x, w: layers.patches(x, w.shape[0], stride) @ w.reshape(-1, w.shape[-1])
@@ -54,8 +53,10 @@ def jax_parts(b: int, rng) -> dict:
     def bn_relu(x, scale):
         return jax.nn.relu(bn.apply({"scale": scale, "bias": jnp.zeros(24)}, state, x, None, True)[0])
 
-    return {"conv 5x5/2, 1 -> 24, XLA": grads(xla(2), x1, w1), "conv 5x5/2, patches + matmul": grads(im2col(2), x1, w1),
-            "conv 3x3, 24 -> 32, XLA": grads(xla(1), x2, w2), "conv 3x3, patches + matmul": grads(im2col(1), x2, w2),
+    return {"conv 5x5/2, 1 -> 24, XLA": grads(xla(2), x1, w1), "conv 5x5/2, XLA, dW in chunks": grads(xla(2, xla_conv.conv), x1, w1),
+            "conv 5x5/2, patches + matmul": grads(im2col(2), x1, w1),
+            "conv 3x3, 24 -> 32, XLA": grads(xla(1), x2, w2), "conv 3x3, XLA, dW in chunks": grads(xla(1, xla_conv.conv), x2, w2),
+            "conv 3x3, patches + matmul": grads(im2col(1), x2, w2),
             "batch norm + ReLU (12x12x24)": grads(bn_relu, x2, jnp.ones(24))}
 
 
