@@ -318,6 +318,32 @@ def test_ctrl_c_at_random_points_of_run_exits_130_at_once(tmp_path):
     assert interrupted, f"both runs finished before Ctrl-C: the first comes within 3 s, before any run can be done: {runs}"
 
 
+DROPPED_INTERRUPT = """
+import gc, os, signal, sys, threading, time
+from mnistjax import cli
+sys.unraisablehook = cli._resend_dropped_interrupts(sys.unraisablehook)
+def slow(phase, info):  # Ctrl-C lands in a garbage collector's callback, as it may in JAX's
+    t = time.monotonic()
+    while phase == "start" and time.monotonic() - t < 0.5:
+        pass
+gc.callbacks.append(slow)
+threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
+try:
+    gc.collect()
+    t = time.monotonic()
+    while time.monotonic() - t < 10:
+        pass
+    print("ran on")
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+def test_ctrl_c_dropped_inside_a_garbage_collector_callback_comes_again():
+    proc = subprocess.run([sys.executable, "-c", DROPPED_INTERRUPT], capture_output=True, text=True, timeout=60)
+    assert (proc.stdout, proc.stderr) == ("interrupted\n", ""), proc.stderr
+
+
 # Output paths, checked before any work starts.
 
 @pytest.mark.parametrize("args,message", [
