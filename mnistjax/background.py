@@ -1,6 +1,6 @@
 """What the ``mnistjax`` process does besides its command: the data it starts loading in a thread
-before JAX is imported, and JAX's persistent compilation cache (where it lives, and one note for
-the entries it could not use).
+before JAX is imported, JAX's persistent compilation cache (where it lives, and one note for the
+entries it could not use), and its signals (SIGTERM, a Ctrl-C that Python would drop).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import argparse
 import glob
 import os
 import re
+import signal
 import sys
 import threading
 import warnings
@@ -121,3 +122,29 @@ def compile_cache_trouble(folder: Path | None):
                   f"({len(set().union(*trouble.values()))} programs); "
                   "they were compiled afresh",
                   file=sys.stderr)
+
+
+def handle_signals() -> None:
+    """SIGTERM unwinds like an exception (a file being written is cleaned up), and a Ctrl-C that Python
+    would drop is sent again (``resend_dropped_interrupts``)."""
+    signal.signal(signal.SIGTERM, _terminate)
+    sys.unraisablehook = resend_dropped_interrupts(sys.unraisablehook)
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def resend_dropped_interrupts(hook: Callable) -> Callable:
+    """``sys.unraisablehook`` that sends Ctrl-C again, silently, when Python drops its KeyboardInterrupt:
+    raised inside a garbage collector's callback (JAX registers one), it is only reported, and the run
+    would go on to its end. Other unraisable exceptions go to ``hook``."""
+    def unraisable(u):
+        if u.exc_type is not None and issubclass(u.exc_type, KeyboardInterrupt):
+            again = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))  # once out of the collector
+            again.daemon = True
+            again.start()
+        else:
+            hook(u)
+
+    return unraisable

@@ -11,9 +11,7 @@ import argparse
 import gc
 import json
 import os
-import signal
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
@@ -367,31 +365,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _terminate(signum, frame):
-    raise SystemExit(128 + signum)
-
-
-def _resend_dropped_interrupts(hook: Callable) -> Callable:
-    """``sys.unraisablehook`` that sends Ctrl-C again, silently, when Python drops its KeyboardInterrupt:
-    raised inside a garbage collector's callback (JAX registers one), it is only reported, and the run
-    would go on to its end. Other unraisable exceptions go to ``hook``."""
-    def unraisable(u):
-        if u.exc_type is not None and issubclass(u.exc_type, KeyboardInterrupt):
-            again = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))  # once out of the collector
-            again.daemon = True
-            again.start()
-        else:
-            hook(u)
-
-    return unraisable
-
-
 def console() -> None:
     """The ``mnistjax`` entry point. After Ctrl-C it exits at once, without waiting for work still
     running in threads (XLA computations cannot be cancelled). SIGTERM unwinds like an exception,
     so a file being written is cleaned up (its temp file removed, the old file intact)."""
-    signal.signal(signal.SIGTERM, _terminate)
-    sys.unraisablehook = _resend_dropped_interrupts(sys.unraisablehook)
+    background.handle_signals()
     code = main()
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:

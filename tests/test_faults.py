@@ -320,8 +320,8 @@ def test_ctrl_c_at_random_points_of_run_exits_130_at_once(tmp_path):
 
 DROPPED_INTERRUPT = """
 import gc, os, signal, sys, threading, time
-from mnistjax import cli
-sys.unraisablehook = cli._resend_dropped_interrupts(sys.unraisablehook)
+from mnistjax import background
+sys.unraisablehook = background.resend_dropped_interrupts(sys.unraisablehook)
 def slow(phase, info):  # Ctrl-C lands in a garbage collector's callback, as it may in JAX's
     t = time.monotonic()
     while phase == "start" and time.monotonic() - t < 0.5:
