@@ -13,10 +13,14 @@ own shuffle, and in the book's unshuffled order (all eight see the same batches)
 the eight, the first layer's two matmuls alone (``matmuls_alone``): the floor XLA's CPU dots set.
 Last, time to 99 % (``--only tta``): ``mnistjax train --recipe fast99`` on all ten digits in a
 fresh process per seed, wall seconds from start to exit (imports, data, compiles, training), without
-the persistent compilation cache, and the test accuracy it reached.
+the persistent compilation cache, and the test accuracy it reached; beside each, PyTorch eager's own
+fresh process of the same recipe (``scripts/torch_fast99.py``). ``--only torch``: fast99's training
+seconds beside PyTorch's in this one process; ``--only sweep``: 16 variants in one call against 16
+processes and PyTorch. PyTorch comes with the bench extra (``pip install -e '.[bench]'``).
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -35,6 +39,9 @@ from mnistjax.prototypes import fit_prototypes, knn, nearest
 from mnistjax.timing import command_seconds, median_seconds
 from mnistjax.data import Data, data_from
 from mnistjax.training import Learner, fit, init, predict, train_step, validate_epoch
+
+
+TORCH_FAST99 = Path(__file__).with_name("torch_fast99.py")  # the PyTorch reference
 
 
 def matmul_peak(n: int = 2048, m: int | None = None, k: int | None = None) -> float:
@@ -142,76 +149,63 @@ def knn_row(ds, peak: float, repeats: int) -> dict:
 def time_to_accuracy(data_dir: str, seeds: list[int], recipe: str = "fast99") -> dict:
     """Wall seconds of ``mnistjax train --recipe RECIPE`` per seed in a fresh process, its test
     accuracy, and where the time goes: the interpreter's start, the imports (the data load runs in a
-    thread meanwhile), XLA's compiles, the training, and the rest (init, waiting, exit)."""
+    thread meanwhile), XLA's compiles, the training, and the rest (init, waiting, exit). For fast99,
+    alternating seed by seed with PyTorch's own fresh process (``scripts/torch_fast99.py``) where
+    torch is installed: its wall, imports, data reading and training."""
     cmd = [sys.executable, "-m", "mnistjax.cli", "train", "--recipe", recipe, "--data-dir", data_dir, "--json",
            "--no-compile-cache"]
     start = median_seconds(lambda: command_seconds([sys.executable, "-c", "pass"]), 3)
     load = [sys.executable, "-c", "import mnistjax.cli as c, mnistjax.reports; c.build_parser()"]
     imports = median_seconds(lambda: command_seconds(load), 3) - start
-    runs = []
+    theirs = recipe == "fast99" and importlib.util.find_spec("torch") is not None
+    runs, torch_runs = [], []
     for seed in seeds:
         wall, stdout = command_seconds(cmd + ["--seed", str(seed)])
         out = json.loads(stdout)
         runs.append({"seed": seed, "wall_seconds": wall, "test_accuracy": out["valid_accuracy"],
                      "compile_seconds": out["compile_seconds"], "train_seconds": out["train_seconds"],
                      "rest_seconds": wall - start - imports - out["compile_seconds"] - out["train_seconds"]})
+        if theirs:
+            wall, stdout = command_seconds([sys.executable, str(TORCH_FAST99), "--data-dir", data_dir, "--seed", str(seed)])
+            torch_runs.append({"wall_seconds": wall, **json.loads(stdout)})
+    median = lambda rows: float(np.median([r["wall_seconds"] for r in rows]))  # noqa: E731
     return {"workload": f"{recipe}: to 99% on 10 digits", "command": " ".join(cmd[1:]), "runs": runs,
-            "start_seconds": start, "import_seconds": imports,
-            "median_wall_seconds": float(np.median([r["wall_seconds"] for r in runs])),
-            "min_test_accuracy": min(r["test_accuracy"] for r in runs)}
+            "start_seconds": start, "import_seconds": imports, "median_wall_seconds": median(runs),
+            "min_test_accuracy": min(r["test_accuracy"] for r in runs),
+            "torch_runs": torch_runs or None, "torch_median_wall_seconds": median(torch_runs) if torch_runs else None}
 
 
-def torch_fast99(d: Data, seeds: list[int]) -> list[dict] | None:
-    """The fast99 recipe in PyTorch eager, as PyTorch users write it (None without torch, the bench extra):
-    the same net, Adam lr 0.01 betas (0.7, 0.9), OneCycleLR without momentum cycling, batch 192, one
-    shuffled epoch over the whole dataset as one tensor. Seconds (the epoch and the test set's evaluation,
-    as ``fit`` counts them) and test accuracy per seed."""
-    try:
-        import torch
-    except ImportError:
+def torch_reference():
+    """``scripts/torch_fast99.py``, fast99 in PyTorch eager, as a module (None without torch: the bench extra)."""
+    if importlib.util.find_spec("torch") is None:
         return None
-    nn = torch.nn
-    torch.set_num_threads(os.cpu_count())
-    x, y = torch.tensor(np.asarray(d.x_train))[:, None], torch.tensor(np.asarray(d.y_train)).long()
-    xv, yv = torch.tensor(np.asarray(d.x_valid))[:, None], torch.tensor(np.asarray(d.y_valid)).long()
-    rows = []
-    for seed in seeds:
-        torch.manual_seed(seed)
-        net = nn.Sequential(nn.Conv2d(1, 24, 5, 2, bias=False), nn.BatchNorm2d(24), nn.ReLU(), nn.Conv2d(24, 32, 3, bias=False),
-                            nn.MaxPool2d(2), nn.BatchNorm2d(32), nn.ReLU(), nn.Flatten(), nn.Linear(800, 256), nn.ReLU(),
-                            nn.Linear(256, 10))
-        opt = torch.optim.Adam(net.parameters(), lr=0.01, betas=(0.7, 0.9))
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.01, total_steps=-(-len(x) // 192), cycle_momentum=False)
-        t = time.perf_counter()
-        for idx in torch.randperm(len(x)).split(192):
-            loss = nn.functional.cross_entropy(net(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        with torch.no_grad():  # timed too, as fit's validation is: 500 images at a time, as ours (faster than all at once)
-            accuracy = (torch.cat([net.eval()(chunk) for chunk in xv.split(500)]).argmax(1) == yv).float().mean().item()
-        seconds = time.perf_counter() - t
-        rows.append({"seed": seed, "train_seconds": seconds, "test_accuracy": accuracy})
-    return rows
+    spec = importlib.util.spec_from_file_location("torch_fast99", TORCH_FAST99)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def fast99_beside_torch(ds, seeds: list[int]) -> dict:
-    """fast99's training (``fit``, compile apart) and PyTorch eager's, seed by seed in this one process,
-    alternating (ours, theirs, ours, ...) so that a slow spell of the machine falls on both."""
+def fast99_beside_torch(ds, data_dir: str, seeds: list[int]) -> dict:
+    """fast99's training (``fit``, compile apart) and PyTorch eager's (the epoch and the test set's
+    evaluation, as ``fit`` counts them), seed by seed in this one process, alternating (ours, theirs,
+    ours, ...) so that a slow spell of the machine falls on both."""
     from mnistjax import config, experiment
 
     cfg = config.recipe("fast99")
     p = experiment.prepare(ds, "all")
     lrn = experiment.learner(cfg, p)
+    reference = torch_reference()
+    if reference is not None:
+        reference.torch.set_num_threads(os.cpu_count())
+        tensors = [t for split in ("train", "t10k") for t in reference.read(Path(data_dir), split)]
     ours, theirs = [], []
     for seed in seeds:
         r = fit(lrn, p.data, cfg.epochs, jax.random.key(seed), progress=False)
         ours.append({"seed": seed, "train_seconds": r.train_seconds, "test_accuracy": r.history[-1]["valid_accuracy"]})
-        theirs += torch_fast99(p.data, [seed]) or []  # [] without torch
-    theirs = theirs or None
+        if reference is not None:
+            theirs.append(reference.train(*tensors, seed))
     median = lambda rows: float(np.median([r["train_seconds"] for r in rows]))  # noqa: E731
-    return {"mnistjax": ours, "torch": theirs,
+    return {"mnistjax": ours, "torch": theirs or None,
             "speedup_vs_torch": median(theirs) / median(ours) if theirs else None}
 
 
@@ -368,8 +362,15 @@ def main() -> None:
             print(f"  seed {r['seed']}: {r['wall_seconds']:.1f} s wall = compile {r['compile_seconds']:.1f} + train "
                   f"{r['train_seconds']:.1f} + rest {r['rest_seconds']:.1f} + start and imports; test accuracy {r['test_accuracy']:.4f}")
         print(f"  median {tta['median_wall_seconds']:.1f} s; lowest accuracy {tta['min_test_accuracy']:.4f}")
+        for r in tta["torch_runs"] or []:
+            print(f"  PyTorch eager, seed {r['seed']} (python scripts/torch_fast99.py): {r['wall_seconds']:.1f} s wall = "
+                  f"imports {r['import_seconds']:.1f} + data {r['data_seconds']:.1f} + train {r['train_seconds']:.1f} + "
+                  f"start and exit; test accuracy {r['test_accuracy']:.4f}")
+        if tta["torch_runs"]:
+            print(f"  PyTorch's median {tta['torch_median_wall_seconds']:.1f} s: mnistjax's wall is "
+                  f"{tta['median_wall_seconds'] / tta['torch_median_wall_seconds']:.2f}x PyTorch's")
     if not args.only or "torch" in args.only:
-        ft = result["fast99_vs_torch"] = fast99_beside_torch(ds, list(range(args.repeats)))
+        ft = result["fast99_vs_torch"] = fast99_beside_torch(ds, args.data_dir, list(range(args.repeats)))
         print("\nfast99's training (one epoch, ten digits), seed by seed in this process:")
         for ours, theirs in zip(ft["mnistjax"], ft["torch"] or [None] * len(ft["mnistjax"])):
             torch_s = f"PyTorch eager {theirs['train_seconds']:.2f} s ({theirs['test_accuracy']:.4f})" if theirs else \
