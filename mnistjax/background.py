@@ -124,6 +124,24 @@ def compile_cache_trouble(folder: Path | None):
                   file=sys.stderr)
 
 
+def import_jax() -> None:
+    """Import JAX, Ctrl-C meanwhile ending the process at once with exit code 130: a KeyboardInterrupt
+    raised inside jaxlib's C++ module initialisation kills the process (``std::terminate``: SIGABRT or
+    SIGSEGV), and nothing is being written yet."""
+    if "jax" in sys.modules or threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.signal(signal.SIGINT, _exit_interrupted)
+    try:
+        import jax  # noqa: F401
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _exit_interrupted(signum, frame):
+    os.write(2, b"mnistjax: interrupted\n")
+    os._exit(130)
+
+
 def handle_signals() -> None:
     """SIGTERM unwinds like an exception (a file being written is cleaned up), and a Ctrl-C that Python
     would drop is sent again (``resend_dropped_interrupts``)."""

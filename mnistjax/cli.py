@@ -322,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     try:
         loading = background.start_loading(argv)
+        background.import_jax()  # the parser imports it; here, safe from Ctrl-C
         args = build_parser(__doc__.splitlines()[0]).parse_args(argv)
         args.loading = loading  # a field every command's parser declares (set_defaults)
         if sys.stdout is None:  # started with stdout closed (>&-): the result would be lost in silence

@@ -344,6 +344,31 @@ def test_ctrl_c_dropped_inside_a_garbage_collector_callback_comes_again():
     assert (proc.stdout, proc.stderr) == ("interrupted\n", ""), proc.stderr
 
 
+INTERRUPTED_IMPORT = """
+import os, signal, sys, time
+class Held:  # holds JAX's import a moment and sends Ctrl-C meanwhile, as a user may while it loads
+    def find_spec(self, name, path=None, target=None):
+        if name == "jax":
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(10)
+            except KeyboardInterrupt:  # raised inside jaxlib's C++ initialisation, it kills the process
+                print("KeyboardInterrupt inside the import", flush=True)
+                raise
+sys.meta_path.insert(0, Held())
+sys.argv = ["mnistjax", "recipes"]
+from mnistjax import cli
+cli.console()
+"""
+
+
+def test_ctrl_c_while_jax_loads_exits_130_at_once_without_an_exception_inside_the_import():
+    t = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", INTERRUPTED_IMPORT], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (130, "", "mnistjax: interrupted\n")
+    assert time.monotonic() - t < 8
+
+
 # Output paths, checked before any work starts.
 
 @pytest.mark.parametrize("args,message", [
