@@ -137,8 +137,11 @@ def import_jax() -> None:
         signal.signal(signal.SIGINT, previous)
 
 
+INTERRUPTED = "mnistjax: interrupted"  # what Ctrl-C prints, on a line of its own
+
+
 def _exit_interrupted(signum, frame):
-    os.write(2, b"mnistjax: interrupted\n")
+    os.write(2, f"{INTERRUPTED}\n".encode())
     os._exit(130)
 
 

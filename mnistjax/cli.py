@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         from tqdm import tqdm
 
-        tqdm.write("mnistjax: interrupted", file=sys.stderr)  # on a line of its own, whatever bar is showing
+        tqdm.write(background.INTERRUPTED, file=sys.stderr)  # on a line of its own, whatever bar is showing
         return 130
     except Exception as e:  # a bug of ours: still one line, the traceback on request
         if processes.joined() and "Gloo" in str(e):  # a collective whose other end went away

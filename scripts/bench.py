@@ -196,7 +196,6 @@ def fast99_beside_torch(ds, data_dir: str, seeds: list[int]) -> dict:
     lrn = experiment.learner(cfg, p)
     reference = torch_reference()
     if reference is not None:
-        reference.torch.set_num_threads(os.cpu_count())
         tensors = [t for split in ("train", "t10k") for t in reference.read(Path(data_dir), split)]
     ours, theirs = [], []
     for seed in seeds:
