@@ -147,10 +147,19 @@ def init(module: Module, key: jax.Array) -> tuple[dict, dict]:
     for fn, k in zip(fns, keys):
         idx = [i for i, leaf in enumerate(leaves) if _is_param(leaf) and leaf.init is fn]
         sizes = [math.prod(leaves[i].shape) for i in idx]
-        fan_in = np.repeat([leaves[i].fan_in for i in idx], sizes).astype(np.float32)
+        fan_in = _fan_ins([leaves[i].fan_in for i in idx], sizes, traced=isinstance(k, jax.core.Tracer))
         for i, part in zip(idx, jnp.split(fn(k, fan_in.shape, fan_in), np.cumsum(sizes)[:-1])):
             out[i] = part.reshape(leaves[i].shape)
     return tree.unflatten(out), jax.tree.map(jnp.asarray, module.state)
+
+
+def _fan_ins(fan_ins: list[int], sizes: list[int], traced: bool):
+    """Each fan-in repeated over its tensor's numbers: (sum(sizes),) float32. Inside a compiled init,
+    broadcast scalars: a NumPy array there would be a constant as large as the model, for XLA to compile.
+    Drawn eagerly, NumPy's (a model too large for memory fails here, with a MemoryError)."""
+    if traced:
+        return jnp.concatenate([jnp.full(n, f, jnp.float32) for f, n in zip(fan_ins, sizes)])
+    return np.repeat(fan_ins, sizes).astype(np.float32)
 
 
 def size(module: Module) -> int:

@@ -6,6 +6,7 @@ nothing is trained.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,8 @@ def check(learner: Learner, data: Data, epochs: int, done: int = 0) -> None:
         raise MnistjaxError(f"{epochs}: expected at least {max(done, 1)} (the epochs already done)", param="epochs")
     # float32 params, gradients, two moments, and init's fan-ins and draws (one random call per init function)
     need, have = 4 * 6 * layers.size(learner.model), _available_memory()
+    if need > _address_space_left():  # past `ulimit -v`, XLA's allocations would crash the process
+        raise MemoryError(f"{need:,} bytes")
     if need > have:
         raise MnistjaxError(f"{layers.size(learner.model):,} parameters need {need / 2**30:,.1f} GiB for training, "
                             f"more than the {have / 2**30:,.1f} GiB available on this device; expected a smaller model",
@@ -72,6 +75,19 @@ def _check_data(data: Data, n_classes: int) -> None:
         if lo < 0 or hi >= n_classes:
             raise MnistjaxError(f"labels from {lo} to {hi}; expected class indices 0 to {n_classes - 1} for this "
                                 "task (positions in its classes: for 3 vs 7, 3 -> 0 and 7 -> 1)", param=f"data.y_{split}")
+
+
+def _address_space_left() -> float:
+    """Bytes this process may still map under its address-space limit (``ulimit -v``); inf if none."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        with open("/proc/self/statm") as f:
+            mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (ImportError, OSError):  # not a POSIX system with /proc: no such limit to read
+        return math.inf
+    return math.inf if soft == resource.RLIM_INFINITY else soft - mapped
 
 
 def _available_memory() -> int:
