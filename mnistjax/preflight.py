@@ -34,8 +34,8 @@ def check(learner: Learner, data: Data, epochs: int, done: int = 0) -> None:
         raise MnistjaxError(f"{epochs}: expected at least {max(done, 1)} (the epochs already done)", param="epochs")
     # float32 params, gradients, two moments, and init's fan-ins and draws (one random call per init function)
     need, have = 4 * 6 * layers.size(learner.model), _available_memory()
-    if need > _address_space_left():  # past `ulimit -v`, XLA's allocations would crash the process
-        raise MemoryError(f"{need:,} bytes")
+    if jax.local_devices()[0].platform == "cpu" and need > _address_space_left():
+        raise MemoryError(f"{need:,} bytes")  # past `ulimit -v`, XLA's allocations would crash the process
     if need > have:
         raise MnistjaxError(f"{layers.size(learner.model):,} parameters need {need / 2**30:,.1f} GiB for training, "
                             f"more than the {have / 2**30:,.1f} GiB available on this device; expected a smaller model",

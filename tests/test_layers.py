@@ -167,3 +167,10 @@ def test_torch_default_init_bounds_and_one_draw_per_init_function():
     assert jaxpr.count("random_bits") == 2  # two init functions, two draws (each a compile of its own)
     again, _ = layers.init(net, jax.random.key(0))
     chex.assert_trees_all_equal(p, again)
+
+
+def test_a_compiled_init_draws_the_same_numbers_and_holds_no_constant_as_large_as_the_model():
+    net = sequential(dense(784, 128), relu(), dense(128, 10))  # 101,770 parameters; fan-ins 784 and 128
+    init = jax.jit(lambda k: layers.init(net, k))
+    chex.assert_trees_all_equal(init(jax.random.key(3)), layers.init(net, jax.random.key(3)))
+    assert len(init.lower(jax.random.key(3)).as_text()) < 100_000  # each fan-in once, not once per parameter
