@@ -42,6 +42,7 @@ from mnistjax.training import Learner, fit, init, predict, train_step, validate_
 
 
 TORCH_FAST99 = Path(__file__).with_name("torch_fast99.py")  # the PyTorch reference
+HAS_TORCH = importlib.util.find_spec("torch") is not None  # the bench extra; found without importing it
 
 
 def matmul_peak(n: int = 2048, m: int | None = None, k: int | None = None) -> float:
@@ -157,7 +158,7 @@ def time_to_accuracy(data_dir: str, seeds: list[int], recipe: str = "fast99") ->
     start = median_seconds(lambda: command_seconds([sys.executable, "-c", "pass"]), 3)
     load = [sys.executable, "-c", "import mnistjax.cli as c, mnistjax.reports; c.build_parser()"]
     imports = median_seconds(lambda: command_seconds(load), 3) - start
-    theirs = recipe == "fast99" and importlib.util.find_spec("torch") is not None
+    theirs = recipe == "fast99" and HAS_TORCH
     runs, torch_runs = [], []
     for seed in seeds:
         wall, stdout = command_seconds(cmd + ["--seed", str(seed)])
@@ -177,7 +178,7 @@ def time_to_accuracy(data_dir: str, seeds: list[int], recipe: str = "fast99") ->
 
 def torch_reference():
     """``scripts/torch_fast99.py``, fast99 in PyTorch eager, as a module (None without torch: the bench extra)."""
-    if importlib.util.find_spec("torch") is None:
+    if not HAS_TORCH:
         return None
     spec = importlib.util.spec_from_file_location("torch_fast99", TORCH_FAST99)
     module = importlib.util.module_from_spec(spec)

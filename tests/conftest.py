@@ -40,8 +40,9 @@ def _sandbox(tmp_path_factory):
     mp.setenv("MNISTJAX_CACHE", str(tmp_path_factory.mktemp("cache")))
     mp.setenv("MNISTJAX_MIRRORS", "http://127.0.0.1:9/")
     mp.setenv("MNISTJAX_COMPILE_CACHE", str(shared))
+    # the same for notebook kernels and scripts
     for name, value in (("JAX_COMPILATION_CACHE_DIR", shared), ("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", 0),
-                        ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", MIN_COMPILE_SECS)):  # notebook kernels and scripts too
+                        ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", MIN_COMPILE_SECS)):
         mp.setenv(name, str(value))
     import jax
 

@@ -293,9 +293,12 @@ def test_kill_9_at_random_points_then_resume_ends_like_an_uninterrupted_run(tmp_
         deadline, seen = time.monotonic() + 120, None
         while time.monotonic() < deadline:
             time.sleep(0.001)
-            with contextlib.suppress(FileNotFoundError):  # read a checkpoint once, not a thousand times a second
-                if seen != (seen := (cut / checkpoint.FILENAME).stat().st_mtime_ns) and _history(cut) >= target:
-                    break
+            with contextlib.suppress(FileNotFoundError):  # read each checkpoint once, not a thousand times a second
+                written = (cut / checkpoint.FILENAME).stat().st_mtime_ns
+                if written != seen:
+                    seen = written
+                    if _history(cut) >= target:
+                        break
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert proc.returncode == -signal.SIGKILL and _history(cut) < 400  # killed mid-run; the checkpoint whole
