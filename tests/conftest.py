@@ -15,8 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
 # The suite checks what the code computes, not how fast: XLA's CPU code generated at -O1 instead of
-# -O2 compiles sooner, and most of the suite's time is compiles. Set before JAX starts a backend, for
-# this process and every one the tests start; a level in the caller's XLA_FLAGS wins.
+# -O2 compiles sooner, and most of the suite's time is compiles. Not -O0: it compiles a fifth less but
+# the tests that train for real run twice as long, and the whole suite is no faster (docs/speed.md).
+# Set before JAX starts a backend, for this process and every one the tests start; a level in the
+# caller's XLA_FLAGS wins.
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=1".strip()
 
